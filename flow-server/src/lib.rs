@@ -1,0 +1,12 @@
+//! The per-node flow server: decodes datapath notifications into flows, enriches them with
+//! endpoint metadata, keeps them in a compact ring buffer and serves Hubble's Observer and Peer
+//! gRPC APIs. Depends on `periscope-probes` (event ABI) and `periscope-proto` (API); never on the
+//! relay or the UI.
+
+pub mod decoder;
+pub mod meta;
+pub mod packet;
+pub mod pipeline;
+pub mod record;
+pub mod replay;
+pub mod ring;
