@@ -10,9 +10,9 @@ pub mod message_type {
     pub const DEBUG: u8 = 2;
     pub const CAPTURE: u8 = 3;
     pub const TRACE: u8 = 4;
-    pub const POLICY_VERDICT: u8 = 9;
-    pub const RECORDER_CAPTURE: u8 = 10;
-    pub const TRACE_SOCK: u8 = 12;
+    pub const POLICY_VERDICT: u8 = 5;
+    pub const RECORDER_CAPTURE: u8 = 6;
+    pub const TRACE_SOCK: u8 = 7;
     /// Agent-side types (never emitted by the datapath).
     pub const ACCESS_LOG: u8 = 129;
     pub const AGENT: u8 = 130;

@@ -4,7 +4,11 @@
 //! relay or the UI.
 
 pub mod decoder;
+pub mod filter;
+pub mod labels;
+pub mod materialize;
 pub mod meta;
+pub mod query;
 pub mod packet;
 pub mod pipeline;
 pub mod record;

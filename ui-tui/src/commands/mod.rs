@@ -1,0 +1,61 @@
+//! Subcommand implementations. `run` dispatches on [`Command`]; add an arm per new subcommand.
+
+mod list;
+mod observe;
+mod status;
+
+use std::io::IsTerminal;
+
+use crate::cli::{Cli, Command, ListCommand};
+use crate::error::CliError;
+
+pub use observe::{observe, printer_options, raw_filters_json};
+
+/// Runs a parsed command line to completion.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Observe(args) => {
+            let stdout = std::io::stdout();
+            let tty = stdout.is_terminal();
+            observe(
+                &args,
+                std::io::BufWriter::new(stdout.lock()),
+                std::io::stderr(),
+                tty,
+                shutdown_signal(),
+            )
+            .await
+        }
+        Command::Status(args) => status::status(&args, &mut std::io::stdout().lock()).await,
+        Command::List(ListCommand::Nodes(args)) => {
+            list::nodes(&args, &mut std::io::stdout().lock()).await
+        }
+        Command::List(ListCommand::Namespaces(args)) => {
+            list::namespaces(&args, &mut std::io::stdout().lock()).await
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM; never resolves if the handlers cannot be installed.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
