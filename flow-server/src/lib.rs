@@ -5,12 +5,15 @@
 
 pub mod decoder;
 pub mod filter;
+pub mod fixtures;
 pub mod labels;
 pub mod materialize;
 pub mod meta;
+pub mod node;
 pub mod query;
 pub mod packet;
 pub mod pipeline;
 pub mod record;
 pub mod replay;
 pub mod ring;
+pub mod server;
