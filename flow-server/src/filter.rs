@@ -23,7 +23,10 @@ pub struct FilterError {
 }
 
 fn err(field: &'static str, message: impl Into<String>) -> FilterError {
-    FilterError { field, message: message.into() }
+    FilterError {
+        field,
+        message: message.into(),
+    }
 }
 
 /// `namespace/name-prefix`; an empty namespace (`/name` or just `name`) matches any namespace,
@@ -40,8 +43,14 @@ impl NamespacedPrefix {
             return Err(err(field, "name must not be empty"));
         }
         Ok(match s.split_once('/') {
-            Some((ns, p)) => Self { namespace: ns.to_string(), prefix: p.to_string() },
-            None => Self { namespace: String::new(), prefix: s.to_string() },
+            Some((ns, p)) => Self {
+                namespace: ns.to_string(),
+                prefix: p.to_string(),
+            },
+            None => Self {
+                namespace: String::new(),
+                prefix: s.to_string(),
+            },
         })
     }
 
@@ -117,7 +126,11 @@ pub struct EvalCtx<'a> {
     pub uuid_prefix: &'a str,
 }
 
-fn enum_values(field: &'static str, vals: &[i32], valid: impl Fn(i32) -> bool) -> Result<Vec<u8>, FilterError> {
+fn enum_values(
+    field: &'static str,
+    vals: &[i32],
+    valid: impl Fn(i32) -> bool,
+) -> Result<Vec<u8>, FilterError> {
     vals.iter()
         .map(|&v| {
             if valid(v) {
@@ -141,22 +154,33 @@ fn parse_ips(field: &'static str, vals: &[String]) -> Result<Vec<IpNet>, FilterE
 
 fn parse_ports(field: &'static str, vals: &[String]) -> Result<Vec<u16>, FilterError> {
     vals.iter()
-        .map(|s| s.parse::<u16>().map_err(|_| err(field, format!("{s:?} is not a port number"))))
+        .map(|s| {
+            s.parse::<u16>()
+                .map_err(|_| err(field, format!("{s:?} is not a port number")))
+        })
         .collect()
 }
 
 fn parse_selectors(field: &'static str, vals: &[String]) -> Result<Vec<Selector>, FilterError> {
-    vals.iter().map(|s| Selector::parse(s).map_err(|m| err(field, m))).collect()
+    vals.iter()
+        .map(|s| Selector::parse(s).map_err(|m| err(field, m)))
+        .collect()
 }
 
 /// Node name patterns: `*` wildcards; `cluster/node` or `node` (any cluster).
 fn node_pattern(s: &str) -> Result<Regex, FilterError> {
-    if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.*/".contains(c)) || s.matches('/').count() > 1 {
+    if s.is_empty()
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.*/".contains(c))
+        || s.matches('/').count() > 1
+    {
         return Err(err("node_name", format!("invalid node name pattern {s:?}")));
     }
     let (cluster, node) = s.split_once('/').unwrap_or(("*", s));
     let glob = |p: &str| regex::escape(p).replace(r"\*", "[^/]*");
-    Regex::new(&format!("^(?:{}/)?{}$", glob(cluster), glob(node))).map_err(|e| err("node_name", e.to_string()))
+    Regex::new(&format!("^(?:{}/)?{}$", glob(cluster), glob(node)))
+        .map_err(|e| err("node_name", e.to_string()))
 }
 
 fn check_regexes(field: &'static str, vals: &[String]) -> Result<(), FilterError> {
@@ -169,9 +193,13 @@ fn check_regexes(field: &'static str, vals: &[String]) -> Result<(), FilterError
 fn check_status_codes(vals: &[String]) -> Result<(), FilterError> {
     for v in vals {
         let digits = v.strip_suffix('+').unwrap_or(v);
-        let ok = !digits.is_empty() && digits.len() <= 3 && digits.chars().all(|c| c.is_ascii_digit());
+        let ok =
+            !digits.is_empty() && digits.len() <= 3 && digits.chars().all(|c| c.is_ascii_digit());
         if !ok {
-            return Err(err("http_status_code", format!("invalid status code {v:?}")));
+            return Err(err(
+                "http_status_code",
+                format!("invalid status code {v:?}"),
+            ));
         }
     }
     Ok(())
@@ -202,45 +230,109 @@ impl CompiledFilter {
             }
         };
         push(Cond::Uuid(f.uuid.clone()), !f.uuid.is_empty());
-        push(Cond::Ip(Source, parse_ips("source_ip", &f.source_ip)?), !f.source_ip.is_empty());
-        push(Cond::Ip(Destination, parse_ips("destination_ip", &f.destination_ip)?), !f.destination_ip.is_empty());
+        push(
+            Cond::Ip(Source, parse_ips("source_ip", &f.source_ip)?),
+            !f.source_ip.is_empty(),
+        );
+        push(
+            Cond::Ip(Destination, parse_ips("destination_ip", &f.destination_ip)?),
+            !f.destination_ip.is_empty(),
+        );
         parse_ips("source_ip_xlated", &f.source_ip_xlated)?;
         push(Cond::NeverMatches, !f.source_ip_xlated.is_empty());
-        let pods = |field, v: &[String]| v.iter().map(|s| NamespacedPrefix::parse(field, s)).collect::<Result<Vec<_>, _>>();
-        push(Cond::Pod(Source, pods("source_pod", &f.source_pod)?), !f.source_pod.is_empty());
-        push(Cond::Pod(Destination, pods("destination_pod", &f.destination_pod)?), !f.destination_pod.is_empty());
-        push(Cond::Service(Source, pods("source_service", &f.source_service)?), !f.source_service.is_empty());
+        let pods = |field, v: &[String]| {
+            v.iter()
+                .map(|s| NamespacedPrefix::parse(field, s))
+                .collect::<Result<Vec<_>, _>>()
+        };
         push(
-            Cond::Service(Destination, pods("destination_service", &f.destination_service)?),
+            Cond::Pod(Source, pods("source_pod", &f.source_pod)?),
+            !f.source_pod.is_empty(),
+        );
+        push(
+            Cond::Pod(Destination, pods("destination_pod", &f.destination_pod)?),
+            !f.destination_pod.is_empty(),
+        );
+        push(
+            Cond::Service(Source, pods("source_service", &f.source_service)?),
+            !f.source_service.is_empty(),
+        );
+        push(
+            Cond::Service(
+                Destination,
+                pods("destination_service", &f.destination_service)?,
+            ),
             !f.destination_service.is_empty(),
         );
-        push(Cond::Label(Source, parse_selectors("source_label", &f.source_label)?), !f.source_label.is_empty());
         push(
-            Cond::Label(Destination, parse_selectors("destination_label", &f.destination_label)?),
+            Cond::Label(Source, parse_selectors("source_label", &f.source_label)?),
+            !f.source_label.is_empty(),
+        );
+        push(
+            Cond::Label(
+                Destination,
+                parse_selectors("destination_label", &f.destination_label)?,
+            ),
             !f.destination_label.is_empty(),
         );
         // No DNS-derived names are attached to flows yet.
-        push(Cond::NeverMatches, !f.source_fqdn.is_empty() || !f.destination_fqdn.is_empty());
-        push(Cond::Workload(Source, f.source_workload.clone()), !f.source_workload.is_empty());
-        push(Cond::Workload(Destination, f.destination_workload.clone()), !f.destination_workload.is_empty());
-        push(Cond::Cluster(Source, f.source_cluster_name.clone()), !f.source_cluster_name.is_empty());
-        push(Cond::Cluster(Destination, f.destination_cluster_name.clone()), !f.destination_cluster_name.is_empty());
-        push(Cond::Identity(Source, f.source_identity.clone()), !f.source_identity.is_empty());
-        push(Cond::Identity(Destination, f.destination_identity.clone()), !f.destination_identity.is_empty());
-        let dirs = enum_values("traffic_direction", &f.traffic_direction, |v| pb::TrafficDirection::try_from(v).is_ok())?;
+        push(
+            Cond::NeverMatches,
+            !f.source_fqdn.is_empty() || !f.destination_fqdn.is_empty(),
+        );
+        push(
+            Cond::Workload(Source, f.source_workload.clone()),
+            !f.source_workload.is_empty(),
+        );
+        push(
+            Cond::Workload(Destination, f.destination_workload.clone()),
+            !f.destination_workload.is_empty(),
+        );
+        push(
+            Cond::Cluster(Source, f.source_cluster_name.clone()),
+            !f.source_cluster_name.is_empty(),
+        );
+        push(
+            Cond::Cluster(Destination, f.destination_cluster_name.clone()),
+            !f.destination_cluster_name.is_empty(),
+        );
+        push(
+            Cond::Identity(Source, f.source_identity.clone()),
+            !f.source_identity.is_empty(),
+        );
+        push(
+            Cond::Identity(Destination, f.destination_identity.clone()),
+            !f.destination_identity.is_empty(),
+        );
+        let dirs = enum_values("traffic_direction", &f.traffic_direction, |v| {
+            pb::TrafficDirection::try_from(v).is_ok()
+        })?;
         push(Cond::Direction(dirs), !f.traffic_direction.is_empty());
         let verdicts = enum_values("verdict", &f.verdict, |v| pb::Verdict::try_from(v).is_ok())?;
         push(Cond::Verdict(verdicts), !f.verdict.is_empty());
-        let reasons = enum_values("drop_reason_desc", &f.drop_reason_desc, |v| pb::DropReason::try_from(v).is_ok())?;
+        let reasons = enum_values("drop_reason_desc", &f.drop_reason_desc, |v| {
+            pb::DropReason::try_from(v).is_ok()
+        })?;
         push(Cond::DropReason(reasons), !f.drop_reason_desc.is_empty());
-        let versions = enum_values("ip_version", &f.ip_version, |v| pb::IpVersion::try_from(v).is_ok())?;
+        let versions = enum_values("ip_version", &f.ip_version, |v| {
+            pb::IpVersion::try_from(v).is_ok()
+        })?;
         push(Cond::IpVersion(versions), !f.ip_version.is_empty());
-        push(Cond::Interface(f.interface.clone()), !f.interface.is_empty());
+        push(
+            Cond::Interface(f.interface.clone()),
+            !f.interface.is_empty(),
+        );
         let mut types = Vec::new();
         for t in &f.event_type {
-            let ty = u8::try_from(t.r#type).map_err(|_| err("event_type", format!("type {} out of range", t.r#type)))?;
+            let ty = u8::try_from(t.r#type)
+                .map_err(|_| err("event_type", format!("type {} out of range", t.r#type)))?;
             let sub = if t.match_sub_type {
-                Some(u8::try_from(t.sub_type).map_err(|_| err("event_type", format!("sub_type {} out of range", t.sub_type)))?)
+                Some(u8::try_from(t.sub_type).map_err(|_| {
+                    err(
+                        "event_type",
+                        format!("sub_type {} out of range", t.sub_type),
+                    )
+                })?)
             } else {
                 None
             };
@@ -262,8 +354,17 @@ impl CompiledFilter {
             });
         }
         push(Cond::Protocol(protocols), !f.protocol.is_empty());
-        push(Cond::Port(Source, parse_ports("source_port", &f.source_port)?), !f.source_port.is_empty());
-        push(Cond::Port(Destination, parse_ports("destination_port", &f.destination_port)?), !f.destination_port.is_empty());
+        push(
+            Cond::Port(Source, parse_ports("source_port", &f.source_port)?),
+            !f.source_port.is_empty(),
+        );
+        push(
+            Cond::Port(
+                Destination,
+                parse_ports("destination_port", &f.destination_port)?,
+            ),
+            !f.destination_port.is_empty(),
+        );
         push(Cond::Reply(f.reply.clone()), !f.reply.is_empty());
         check_regexes("dns_query", &f.dns_query)?;
         check_regexes("http_path", &f.http_path)?;
@@ -284,17 +385,33 @@ impl CompiledFilter {
         push(Cond::NeverMatches, needs_l7);
         let masks: Vec<u16> = f.tcp_flags.iter().map(tcp_mask).collect();
         if masks.contains(&0) {
-            return Err(err("tcp_flags", "a TCP flags filter must set at least one flag"));
+            return Err(err(
+                "tcp_flags",
+                "a TCP flags filter must set at least one flag",
+            ));
         }
         push(Cond::TcpFlags(masks), !f.tcp_flags.is_empty());
-        let nodes = f.node_name.iter().map(|s| node_pattern(s)).collect::<Result<Vec<_>, _>>()?;
+        let nodes = f
+            .node_name
+            .iter()
+            .map(|s| node_pattern(s))
+            .collect::<Result<Vec<_>, _>>()?;
         push(Cond::NodeName(nodes), !f.node_name.is_empty());
-        push(Cond::NodeLabels(parse_selectors("node_labels", &f.node_labels)?), !f.node_labels.is_empty());
-        push(Cond::Encrypted(f.encrypted.clone()), !f.encrypted.is_empty());
-        if let Some(exp) = &f.experimental {
-            if !exp.cel_expression.is_empty() {
-                return Err(err("experimental.cel_expression", "CEL expressions are not supported"));
-            }
+        push(
+            Cond::NodeLabels(parse_selectors("node_labels", &f.node_labels)?),
+            !f.node_labels.is_empty(),
+        );
+        push(
+            Cond::Encrypted(f.encrypted.clone()),
+            !f.encrypted.is_empty(),
+        );
+        if let Some(exp) = &f.experimental
+            && !exp.cel_expression.is_empty()
+        {
+            return Err(err(
+                "experimental.cel_expression",
+                "CEL expressions are not supported",
+            ));
         }
         Ok(CompiledFilter { conds: c })
     }
@@ -312,19 +429,31 @@ fn endpoint<'a>(r: &FlowRecord, side: Side, ctx: &EvalCtx<'a>) -> Option<&'a Int
         Side::Source => r.src_meta,
         Side::Destination => r.dst_meta,
     };
-    ctx.endpoints.get((idx as usize).checked_sub(1)?).map(|a| &**a)
+    ctx.endpoints
+        .get((idx as usize).checked_sub(1)?)
+        .map(|a| &**a)
 }
 
 fn cond_matches(c: &Cond, r: &FlowRecord, ctx: &EvalCtx<'_>) -> bool {
     match c {
         Cond::Ip(side, nets) => {
-            let ip = if *side == Side::Source { r.src_addr() } else { r.dst_addr() };
+            let ip = if *side == Side::Source {
+                r.src_addr()
+            } else {
+                r.dst_addr()
+            };
             ip.is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
         }
-        Cond::Pod(side, pods) => endpoint(r, *side, ctx)
-            .is_some_and(|e| pods.iter().any(|p| p.matches(&e.info.namespace, &e.info.pod_name))),
+        Cond::Pod(side, pods) => endpoint(r, *side, ctx).is_some_and(|e| {
+            pods.iter()
+                .any(|p| p.matches(&e.info.namespace, &e.info.pod_name))
+        }),
         Cond::Service(side, svcs) => {
-            let idx = if *side == Side::Source { r.src_service } else { r.dst_service };
+            let idx = if *side == Side::Source {
+                r.src_service
+            } else {
+                r.dst_service
+            };
             (idx as usize)
                 .checked_sub(1)
                 .and_then(|i| ctx.services.get(i))
@@ -333,26 +462,41 @@ fn cond_matches(c: &Cond, r: &FlowRecord, ctx: &EvalCtx<'_>) -> bool {
         Cond::Label(side, sels) => match endpoint(r, *side, ctx) {
             Some(e) => sels.iter().any(|s| s.matches(&e.info.labels)),
             None => {
-                let id = if *side == Side::Source { r.src_identity } else { r.dst_identity };
+                let id = if *side == Side::Source {
+                    r.src_identity
+                } else {
+                    r.dst_identity
+                };
                 let labels = ctx.metadata.identity_labels(id);
                 sels.iter().any(|s| s.matches(&labels))
             }
         },
         Cond::Workload(side, wls) => endpoint(r, *side, ctx).is_some_and(|e| {
             wls.iter().any(|w| {
-                e.info.workloads.iter().any(|ew| ew.name == w.name && (w.kind.is_empty() || ew.kind == w.kind))
+                e.info
+                    .workloads
+                    .iter()
+                    .any(|ew| ew.name == w.name && (w.kind.is_empty() || ew.kind == w.kind))
             })
         }),
         Cond::Identity(side, ids) => {
-            let id = if *side == Side::Source { r.src_identity } else { r.dst_identity };
+            let id = if *side == Side::Source {
+                r.src_identity
+            } else {
+                r.dst_identity
+            };
             ids.contains(&id)
         }
         Cond::Cluster(side, names) => {
-            endpoint(r, *side, ctx).is_some_and(|e| names.iter().any(|n| *n == e.info.cluster_name))
+            endpoint(r, *side, ctx).is_some_and(|e| names.contains(&e.info.cluster_name))
         }
         Cond::Port(side, ports) => {
             let has_ports = matches!(r.l4_proto, proto::TCP | proto::UDP | proto::SCTP);
-            let port = if *side == Side::Source { r.src_port } else { r.dst_port };
+            let port = if *side == Side::Source {
+                r.src_port
+            } else {
+                r.dst_port
+            };
             has_ports && ports.contains(&port)
         }
         Cond::Verdict(v) => v.contains(&r.verdict),
@@ -366,9 +510,9 @@ fn cond_matches(c: &Cond, r: &FlowRecord, ctx: &EvalCtx<'_>) -> bool {
             };
             v.contains(&pv)
         }
-        Cond::EventType(types) => {
-            types.iter().any(|&(t, sub)| t == r.msg_type && sub.is_none_or(|s| s == r.subtype))
-        }
+        Cond::EventType(types) => types
+            .iter()
+            .any(|&(t, sub)| t == r.msg_type && sub.is_none_or(|s| s == r.subtype)),
         Cond::Protocol(ps) => ps.iter().any(|p| match p {
             Protocol::Tcp => r.l4_proto == proto::TCP,
             Protocol::Udp => r.l4_proto == proto::UDP,
@@ -383,7 +527,9 @@ fn cond_matches(c: &Cond, r: &FlowRecord, ctx: &EvalCtx<'_>) -> bool {
             reply::NO => v.contains(&false),
             _ => false,
         },
-        Cond::TcpFlags(masks) => r.l4_proto == proto::TCP && masks.iter().any(|m| r.tcp_flags & m == *m),
+        Cond::TcpFlags(masks) => {
+            r.l4_proto == proto::TCP && masks.iter().any(|m| r.tcp_flags & m == *m)
+        }
         Cond::NodeName(pats) => pats.iter().any(|p| p.is_match(ctx.node_name)),
         Cond::NodeLabels(sels) => sels.iter().any(|s| s.matches::<&str>(&[])),
         Cond::Interface(ifs) => ifs.iter().any(|i| i.index == r.ifindex),
@@ -398,10 +544,19 @@ fn cond_matches(c: &Cond, r: &FlowRecord, ctx: &EvalCtx<'_>) -> bool {
 }
 
 impl FilterSet {
-    pub fn compile(whitelist: &[FlowFilter], blacklist: &[FlowFilter]) -> Result<Self, FilterError> {
+    pub fn compile(
+        whitelist: &[FlowFilter],
+        blacklist: &[FlowFilter],
+    ) -> Result<Self, FilterError> {
         Ok(Self {
-            whitelist: whitelist.iter().map(CompiledFilter::compile).collect::<Result<_, _>>()?,
-            blacklist: blacklist.iter().map(CompiledFilter::compile).collect::<Result<_, _>>()?,
+            whitelist: whitelist
+                .iter()
+                .map(CompiledFilter::compile)
+                .collect::<Result<_, _>>()?,
+            blacklist: blacklist
+                .iter()
+                .map(CompiledFilter::compile)
+                .collect::<Result<_, _>>()?,
         })
     }
 

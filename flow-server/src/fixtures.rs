@@ -30,7 +30,10 @@ fn pod(name: &str, ep: u32, id: u32, labels: &[&str], workload: &str, node: &str
         namespace: "default".into(),
         pod_name: name.into(),
         labels,
-        workloads: vec![Workload { name: workload.into(), kind: "Deployment".into() }],
+        workloads: vec![Workload {
+            name: workload.into(),
+            kind: "Deployment".into(),
+        }],
         cluster_name: "default".into(),
         node_name: node.into(),
     }
@@ -40,24 +43,58 @@ fn pod(name: &str, ep: u32, id: u32, labels: &[&str], workload: &str, node: &str
 pub fn starwars_metadata(node: &str) -> ClusterMetadata {
     ClusterMetadata {
         endpoints: vec![
-            (vec![IpAddr::V4(XWING)], pod("xwing", 101, XWING_ID, &["org=alliance", "class=xwing"], "xwing", node)),
+            (
+                vec![IpAddr::V4(XWING)],
+                pod(
+                    "xwing",
+                    101,
+                    XWING_ID,
+                    &["org=alliance", "class=xwing"],
+                    "xwing",
+                    node,
+                ),
+            ),
             (
                 vec![IpAddr::V4(TIEFIGHTER)],
-                pod("tiefighter", 102, TIEFIGHTER_ID, &["org=empire", "class=tiefighter"], "tiefighter", node),
+                pod(
+                    "tiefighter",
+                    102,
+                    TIEFIGHTER_ID,
+                    &["org=empire", "class=tiefighter"],
+                    "tiefighter",
+                    node,
+                ),
             ),
             (
                 vec![IpAddr::V4(DEATHSTAR_1)],
-                pod("deathstar-689f66b57d-kccrz", 103, DEATHSTAR_ID, &["org=empire", "class=deathstar"], "deathstar", node),
+                pod(
+                    "deathstar-689f66b57d-kccrz",
+                    103,
+                    DEATHSTAR_ID,
+                    &["org=empire", "class=deathstar"],
+                    "deathstar",
+                    node,
+                ),
             ),
             (
                 vec![IpAddr::V4(DEATHSTAR_2)],
-                pod("deathstar-689f66b57d-t99c9", 104, DEATHSTAR_ID, &["org=empire", "class=deathstar"], "deathstar", node),
+                pod(
+                    "deathstar-689f66b57d-t99c9",
+                    104,
+                    DEATHSTAR_ID,
+                    &["org=empire", "class=deathstar"],
+                    "deathstar",
+                    node,
+                ),
             ),
         ],
         services: vec![(
             IpAddr::V4(DEATHSTAR_SVC),
             80,
-            ServiceInfo { name: "deathstar".into(), namespace: "default".into() },
+            ServiceInfo {
+                name: "deathstar".into(),
+                namespace: "default".into(),
+            },
         )],
         node_ips: vec![],
         identities: vec![],
@@ -66,8 +103,20 @@ pub fn starwars_metadata(node: &str) -> ClusterMetadata {
 
 /// A TCP SYN from xwing to deathstar, traced at deathstar's endpoint: the benchmark's flow.
 pub fn syn_trace(sport: u16) -> Vec<u8> {
-    let p = pkt::ip_packet(XWING.into(), DEATHSTAR_1.into(), proto::TCP, &pkt::tcp(sport, 80, 0x02));
-    build::trace(obs_point::TO_LXC, 103, XWING_ID, DEATHSTAR_ID, trace_reason::POLICY, &p)
+    let p = pkt::ip_packet(
+        XWING.into(),
+        DEATHSTAR_1.into(),
+        proto::TCP,
+        &pkt::tcp(sport, 80, 0x02),
+    );
+    build::trace(
+        obs_point::TO_LXC,
+        103,
+        XWING_ID,
+        DEATHSTAR_ID,
+        trace_reason::POLICY,
+        &p,
+    )
 }
 
 /// One "round" of demo traffic (10 notifications): tiefighter's allowed HTTP connection with
@@ -85,15 +134,77 @@ pub fn starwars_round(sport: u16) -> Vec<Vec<u8>> {
     let ping = pkt::ip_packet(xw, world, proto::ICMP, &pkt::icmp(8, 0));
     let dns = pkt::ip_packet(tf, world, proto::UDP, &pkt::udp(sport, 53));
     vec![
-        build::trace(obs_point::FROM_LXC, 102, TIEFIGHTER_ID, 0, trace_reason::POLICY, &syn),
+        build::trace(
+            obs_point::FROM_LXC,
+            102,
+            TIEFIGHTER_ID,
+            0,
+            trace_reason::POLICY,
+            &syn,
+        ),
         build::policy_verdict(103, TIEFIGHTER_ID, 0, true, match_type::L3_L4, &syn),
-        build::trace(obs_point::TO_LXC, 103, TIEFIGHTER_ID, DEATHSTAR_ID, trace_reason::POLICY, &syn),
-        build::trace(obs_point::FROM_LXC, 103, DEATHSTAR_ID, 0, trace_reason::CT_REPLY, &synack),
-        build::trace(obs_point::TO_LXC, 102, DEATHSTAR_ID, TIEFIGHTER_ID, trace_reason::CT_REPLY, &synack),
-        build::trace(obs_point::TO_LXC, 103, TIEFIGHTER_ID, DEATHSTAR_ID, trace_reason::CT_ESTABLISHED, &ack_psh),
-        build::policy_verdict(103, XWING_ID, -i32::from(drop_reason::POLICY_DENIED), true, match_type::NONE, &xsyn),
-        build::drop(drop_reason::POLICY_DENIED, 103, XWING_ID, DEATHSTAR_ID, &xsyn),
-        build::trace(obs_point::FROM_LXC, 101, XWING_ID, 2, trace_reason::POLICY, &ping),
-        build::trace(obs_point::FROM_LXC, 102, TIEFIGHTER_ID, 2, trace_reason::POLICY, &dns),
+        build::trace(
+            obs_point::TO_LXC,
+            103,
+            TIEFIGHTER_ID,
+            DEATHSTAR_ID,
+            trace_reason::POLICY,
+            &syn,
+        ),
+        build::trace(
+            obs_point::FROM_LXC,
+            103,
+            DEATHSTAR_ID,
+            0,
+            trace_reason::CT_REPLY,
+            &synack,
+        ),
+        build::trace(
+            obs_point::TO_LXC,
+            102,
+            DEATHSTAR_ID,
+            TIEFIGHTER_ID,
+            trace_reason::CT_REPLY,
+            &synack,
+        ),
+        build::trace(
+            obs_point::TO_LXC,
+            103,
+            TIEFIGHTER_ID,
+            DEATHSTAR_ID,
+            trace_reason::CT_ESTABLISHED,
+            &ack_psh,
+        ),
+        build::policy_verdict(
+            103,
+            XWING_ID,
+            -i32::from(drop_reason::POLICY_DENIED),
+            true,
+            match_type::NONE,
+            &xsyn,
+        ),
+        build::drop(
+            drop_reason::POLICY_DENIED,
+            103,
+            XWING_ID,
+            DEATHSTAR_ID,
+            &xsyn,
+        ),
+        build::trace(
+            obs_point::FROM_LXC,
+            101,
+            XWING_ID,
+            2,
+            trace_reason::POLICY,
+            &ping,
+        ),
+        build::trace(
+            obs_point::FROM_LXC,
+            102,
+            TIEFIGHTER_ID,
+            2,
+            trace_reason::POLICY,
+            &dns,
+        ),
     ]
 }

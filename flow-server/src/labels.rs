@@ -33,7 +33,9 @@ fn split_key(raw: &str) -> (Option<String>, String) {
 }
 
 fn valid_key(k: &str) -> bool {
-    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+    !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
 }
 
 /// Splits on commas that are not inside parentheses.
@@ -69,7 +71,11 @@ fn parse_set(rest: &str) -> Result<Vec<String>, String> {
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| format!("expected a parenthesised value list in {rest:?}"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl Selector {
@@ -82,25 +88,52 @@ impl Selector {
             }
             let req = if let Some(k) = part.strip_prefix('!') {
                 let (source, key) = split_key(k.trim());
-                Requirement { source, key, op: Op::NotExists }
+                Requirement {
+                    source,
+                    key,
+                    op: Op::NotExists,
+                }
             } else if let Some((k, v)) = part.split_once("!=") {
                 let (source, key) = split_key(k.trim());
-                Requirement { source, key, op: Op::NotIn(vec![v.trim().to_string()]) }
+                Requirement {
+                    source,
+                    key,
+                    op: Op::NotIn(vec![v.trim().to_string()]),
+                }
             } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 let (source, key) = split_key(k.trim());
-                Requirement { source, key, op: Op::In(vec![v.trim().to_string()]) }
+                Requirement {
+                    source,
+                    key,
+                    op: Op::In(vec![v.trim().to_string()]),
+                }
             } else if let Some((k, rest)) = part.split_once(" notin ") {
                 let (source, key) = split_key(k.trim());
-                Requirement { source, key, op: Op::NotIn(parse_set(rest)?) }
+                Requirement {
+                    source,
+                    key,
+                    op: Op::NotIn(parse_set(rest)?),
+                }
             } else if let Some((k, rest)) = part.split_once(" in ") {
                 let (source, key) = split_key(k.trim());
-                Requirement { source, key, op: Op::In(parse_set(rest)?) }
+                Requirement {
+                    source,
+                    key,
+                    op: Op::In(parse_set(rest)?),
+                }
             } else {
                 let (source, key) = split_key(part);
-                Requirement { source, key, op: Op::Exists }
+                Requirement {
+                    source,
+                    key,
+                    op: Op::Exists,
+                }
             };
             if !valid_key(&req.key) {
-                return Err(format!("invalid label key {:?} in selector {input:?}", req.key));
+                return Err(format!(
+                    "invalid label key {:?} in selector {input:?}",
+                    req.key
+                ));
             }
             reqs.push(req);
         }
@@ -131,11 +164,17 @@ impl Selector {
 mod tests {
     use super::*;
 
-    const XWING: &[&str] = &["k8s:class=xwing", "k8s:io.kubernetes.pod.namespace=default", "k8s:org=alliance"];
+    const XWING: &[&str] = &[
+        "k8s:class=xwing",
+        "k8s:io.kubernetes.pod.namespace=default",
+        "k8s:org=alliance",
+    ];
     const WORLD: &[&str] = &["reserved:world"];
 
     fn m(sel: &str, labels: &[&str]) -> bool {
-        Selector::parse(sel).expect("valid selector").matches(labels)
+        Selector::parse(sel)
+            .expect("valid selector")
+            .matches(labels)
     }
 
     #[test]

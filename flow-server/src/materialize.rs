@@ -12,7 +12,10 @@ use crate::record::{FlowRecord, proto, reply, tcp};
 pub const EMITTER: &str = "Periscope";
 
 pub fn timestamp(ns: u64) -> Timestamp {
-    Timestamp { seconds: (ns / 1_000_000_000) as i64, nanos: (ns % 1_000_000_000) as i32 }
+    Timestamp {
+        seconds: (ns / 1_000_000_000) as i64,
+        nanos: (ns % 1_000_000_000) as i32,
+    }
 }
 
 /// Formats a flow's UUID from the server's random prefix (`xxxxxxxx-xxxx-4xxx`) and the record's
@@ -40,10 +43,20 @@ pub fn format_uuid<'b>(prefix: &str, seq: u64, buf: &'b mut [u8; 36]) -> &'b str
 pub fn new_uuid_prefix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.write_u32(std::process::id());
     let r = h.finish();
-    format!("{:08x}-{:04x}-4{:03x}", r >> 32, (r >> 16) & 0xffff, r & 0x0fff)
+    format!(
+        "{:08x}-{:04x}-4{:03x}",
+        r >> 32,
+        (r >> 16) & 0xffff,
+        r & 0x0fff
+    )
 }
 
 pub fn tcp_flags_text(flags: u16) -> String {
@@ -58,7 +71,12 @@ pub fn tcp_flags_text(flags: u16) -> String {
         (tcp::CWR, "CWR"),
         (tcp::NS, "NS"),
     ];
-    ORDER.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+    ORDER
+        .iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// gopacket's ICMPv4 type/code names, which Hubble prints.
@@ -93,7 +111,11 @@ pub fn icmpv4_text(t: u8, code: u8) -> String {
         (11, 1) => "FragmentReassemblyTimeExceeded",
         _ => "",
     };
-    if code_name.is_empty() { name.to_string() } else { format!("{name}({code_name})") }
+    if code_name.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}({code_name})")
+    }
 }
 
 /// gopacket's ICMPv6 type/code names.
@@ -120,7 +142,11 @@ pub fn icmpv6_text(t: u8, code: u8) -> String {
         (3, 0) => "HopLimitExceeded",
         _ => "",
     };
-    if code_name.is_empty() { name.to_string() } else { format!("{name}({code_name})") }
+    if code_name.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}({code_name})")
+    }
 }
 
 /// Hubble's one-line summary of the L4 layer.
@@ -140,7 +166,10 @@ pub fn summary(r: &FlowRecord) -> String {
 }
 
 fn mac(m: &[u8; 6]) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 fn l4(r: &FlowRecord) -> Option<pb::Layer4> {
@@ -165,10 +194,22 @@ fn l4(r: &FlowRecord) -> Option<pb::Layer4> {
                 }),
             })
         }
-        proto::UDP => P::Udp(pb::Udp { source_port: sp, destination_port: dp }),
-        proto::SCTP => P::Sctp(pb::Sctp { source_port: sp, destination_port: dp }),
-        proto::ICMP => P::IcmPv4(pb::IcmPv4 { r#type: u32::from(r.icmp_type), code: u32::from(r.icmp_code) }),
-        proto::ICMPV6 => P::IcmPv6(pb::IcmPv6 { r#type: u32::from(r.icmp_type), code: u32::from(r.icmp_code) }),
+        proto::UDP => P::Udp(pb::Udp {
+            source_port: sp,
+            destination_port: dp,
+        }),
+        proto::SCTP => P::Sctp(pb::Sctp {
+            source_port: sp,
+            destination_port: dp,
+        }),
+        proto::ICMP => P::IcmPv4(pb::IcmPv4 {
+            r#type: u32::from(r.icmp_type),
+            code: u32::from(r.icmp_code),
+        }),
+        proto::ICMPV6 => P::IcmPv6(pb::IcmPv6 {
+            r#type: u32::from(r.icmp_type),
+            code: u32::from(r.icmp_code),
+        }),
         _ => return None,
     };
     Some(pb::Layer4 { protocol: Some(p) })
@@ -195,15 +236,25 @@ impl Materializer<'_> {
                     .info
                     .workloads
                     .iter()
-                    .map(|w| pb::Workload { name: w.name.clone(), kind: w.kind.clone() })
+                    .map(|w| pb::Workload {
+                        name: w.name.clone(),
+                        kind: w.kind.clone(),
+                    })
                     .collect(),
             },
-            None => pb::Endpoint { identity, labels: self.metadata.identity_labels(identity), ..Default::default() },
+            None => pb::Endpoint {
+                identity,
+                labels: self.metadata.identity_labels(identity),
+                ..Default::default()
+            },
         }
     }
 
     fn service(&self, idx: u32) -> Option<pb::Service> {
-        self.metadata.table.service(idx).map(|s| pb::Service { name: s.name.clone(), namespace: s.namespace.clone() })
+        self.metadata.table.service(idx).map(|s| pb::Service {
+            name: s.name.clone(),
+            namespace: s.namespace.clone(),
+        })
     }
 
     pub fn flow(&self, r: &FlowRecord) -> Flow {
@@ -212,17 +263,29 @@ impl Materializer<'_> {
             (Some(s), Some(d)) => Some(pb::Ip {
                 source: s.to_string(),
                 destination: d.to_string(),
-                ip_version: if r.ip_version == 6 { pb::IpVersion::IPv6 } else { pb::IpVersion::IPv4 } as i32,
+                ip_version: if r.ip_version == 6 {
+                    pb::IpVersion::IPv6
+                } else {
+                    pb::IpVersion::IPv4
+                } as i32,
                 ..Default::default()
             }),
             (None, Some(d)) => Some(pb::Ip {
                 destination: d.to_string(),
-                ip_version: if r.ip_version == 6 { pb::IpVersion::IPv6 } else { pb::IpVersion::IPv4 } as i32,
+                ip_version: if r.ip_version == 6 {
+                    pb::IpVersion::IPv6
+                } else {
+                    pb::IpVersion::IPv4
+                } as i32,
                 ..Default::default()
             }),
             _ => None,
         };
-        let flow_type = if r.msg_type == message_type::TRACE_SOCK { pb::FlowType::Sock } else { pb::FlowType::L3L4 };
+        let flow_type = if r.msg_type == message_type::TRACE_SOCK {
+            pb::FlowType::Sock
+        } else {
+            pb::FlowType::L3L4
+        };
         let is_reply = match r.is_reply {
             reply::YES => Some(BoolValue { value: true }),
             reply::NO => Some(BoolValue { value: false }),
@@ -231,19 +294,28 @@ impl Materializer<'_> {
         Flow {
             time: Some(timestamp(r.time_ns)),
             uuid: format_uuid(self.uuid_prefix, r.seq, &mut uuid_buf).to_string(),
-            emitter: Some(pb::Emitter { name: EMITTER.to_string(), version: env!("CARGO_PKG_VERSION").to_string() }),
+            emitter: Some(pb::Emitter {
+                name: EMITTER.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
             verdict: i32::from(r.verdict),
             drop_reason: u32::from(r.drop_reason),
-            ethernet: (r.has_ethernet != 0)
-                .then(|| pb::Ethernet { source: mac(&r.src_mac), destination: mac(&r.dst_mac) }),
+            ethernet: (r.has_ethernet != 0).then(|| pb::Ethernet {
+                source: mac(&r.src_mac),
+                destination: mac(&r.dst_mac),
+            }),
             ip,
             l4: l4(r),
-            source: (r.msg_type != message_type::TRACE_SOCK).then(|| self.endpoint(r.src_meta, r.src_identity)),
+            source: (r.msg_type != message_type::TRACE_SOCK)
+                .then(|| self.endpoint(r.src_meta, r.src_identity)),
             destination: Some(self.endpoint(r.dst_meta, r.dst_identity)),
             r#type: flow_type as i32,
             node_name: self.node_name.to_string(),
             reply: r.is_reply == reply::YES,
-            event_type: Some(pb::CiliumEventType { r#type: i32::from(r.msg_type), sub_type: i32::from(r.subtype) }),
+            event_type: Some(pb::CiliumEventType {
+                r#type: i32::from(r.msg_type),
+                sub_type: i32::from(r.subtype),
+            }),
             source_service: self.service(r.src_service),
             destination_service: self.service(r.dst_service),
             traffic_direction: i32::from(r.direction),
@@ -252,7 +324,10 @@ impl Materializer<'_> {
             trace_reason: i32::from(r.trace_reason),
             drop_reason_desc: i32::from(r.drop_reason),
             is_reply,
-            interface: (r.ifindex != 0).then(|| pb::NetworkInterface { index: r.ifindex, name: String::new() }),
+            interface: (r.ifindex != 0).then(|| pb::NetworkInterface {
+                index: r.ifindex,
+                name: String::new(),
+            }),
             proxy_port: r.proxy_port,
             sock_xlate_point: i32::from(r.sock_xlate),
             summary: summary(r),
@@ -264,7 +339,9 @@ impl Materializer<'_> {
         pb::LostEvent {
             source: pb::LostEventSource::PerfEventRingBuffer as i32,
             num_events_lost: r.lost_count,
-            cpu: Some(Int32Value { value: r.cpu as i32 }),
+            cpu: Some(Int32Value {
+                value: r.cpu as i32,
+            }),
             first: Some(timestamp(r.time_ns)),
             last: Some(timestamp(r.time_ns)),
         }
@@ -287,16 +364,28 @@ mod tests {
 
     #[test]
     fn summaries_read_like_hubble() {
-        let mut r = FlowRecord { l4_proto: proto::TCP, tcp_flags: tcp::SYN | tcp::ACK, ..FlowRecord::EMPTY };
+        let mut r = FlowRecord {
+            l4_proto: proto::TCP,
+            tcp_flags: tcp::SYN | tcp::ACK,
+            ..FlowRecord::EMPTY
+        };
         assert_eq!(summary(&r), "TCP Flags: SYN, ACK");
         r.tcp_flags = tcp::ACK | tcp::FIN | tcp::PSH;
         assert_eq!(summary(&r), "TCP Flags: ACK, FIN, PSH");
-        r = FlowRecord { l4_proto: proto::ICMP, icmp_type: 8, ..FlowRecord::EMPTY };
+        r = FlowRecord {
+            l4_proto: proto::ICMP,
+            icmp_type: 8,
+            ..FlowRecord::EMPTY
+        };
         assert_eq!(summary(&r), "ICMPv4 EchoRequest");
         r.icmp_type = 3;
         r.icmp_code = 3;
         assert_eq!(summary(&r), "ICMPv4 DestinationUnreachable(Port)");
-        r = FlowRecord { l4_proto: proto::ICMPV6, icmp_type: 129, ..FlowRecord::EMPTY };
+        r = FlowRecord {
+            l4_proto: proto::ICMPV6,
+            icmp_type: 129,
+            ..FlowRecord::EMPTY
+        };
         assert_eq!(summary(&r), "ICMPv6 EchoReply");
         r.l4_proto = proto::UDP;
         assert_eq!(summary(&r), "UDP");

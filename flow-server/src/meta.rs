@@ -361,15 +361,16 @@ impl Enricher {
                 .get(&(ip, rec.dst_port))
                 .copied()
                 .unwrap_or(0);
-            if rec.dst_service == 0 && rec.orig_ip != [0; 16] {
-                if let Some(orig) = crate::record::ip_from_bytes(rec.ip_version, &rec.orig_ip) {
-                    rec.dst_service = self
-                        .snapshot
-                        .services
-                        .get(&(orig, rec.dst_port))
-                        .copied()
-                        .unwrap_or(0);
-                }
+            if rec.dst_service == 0
+                && rec.orig_ip != [0; 16]
+                && let Some(orig) = crate::record::ip_from_bytes(rec.ip_version, &rec.orig_ip)
+            {
+                rec.dst_service = self
+                    .snapshot
+                    .services
+                    .get(&(orig, rec.dst_port))
+                    .copied()
+                    .unwrap_or(0);
             }
         }
         if rec.direction == direction::UNKNOWN && rec.source_ep != 0 {

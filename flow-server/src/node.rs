@@ -53,7 +53,11 @@ impl Node {
                 r
             })
             .map_err(|_| CapacityError(0))?;
-        Ok(Node { server, stop, source: Some(handle) })
+        Ok(Node {
+            server,
+            stop,
+            source: Some(handle),
+        })
     }
 
     /// Whether the source thread is still running.

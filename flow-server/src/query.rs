@@ -24,7 +24,9 @@ pub enum Item {
     /// A perf-buffer loss stored in the ring.
     PerfLost(FlowRecord),
     /// This reader fell behind the writer and `count` records were overwritten unread.
-    RingLost { count: u64 },
+    RingLost {
+        count: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,12 +57,23 @@ impl FlowQuery {
         let head = ring.head();
         let oldest = ring.oldest();
         let end = if self.follow { u64::MAX } else { head };
-        if self.first || (self.number == 0 && !self.follow) || (self.number == 0 && self.since_ns.is_some()) {
-            return Cursor { next: oldest, end, emitted: 0 };
+        if self.first
+            || (self.number == 0 && !self.follow)
+            || (self.number == 0 && self.since_ns.is_some())
+        {
+            return Cursor {
+                next: oldest,
+                end,
+                emitted: 0,
+            };
         }
         if self.number == 0 {
             // Plain follow: only new flows.
-            return Cursor { next: head, end, emitted: 0 };
+            return Cursor {
+                next: head,
+                end,
+                emitted: 0,
+            };
         }
         let mut found = 0;
         let mut start = head;
@@ -73,7 +86,10 @@ impl FlowQuery {
                         break;
                     }
                     start = n;
-                    if r.kind == kind::FLOW && self.in_time(r.time_ns) && self.filters.matches(&r, ctx) {
+                    if r.kind == kind::FLOW
+                        && self.in_time(r.time_ns)
+                        && self.filters.matches(&r, ctx)
+                    {
                         found += 1;
                         if found == self.number {
                             break;
@@ -83,11 +99,22 @@ impl FlowQuery {
                 Read::NotYet | Read::Overwritten => break,
             }
         }
-        Cursor { next: start, end, emitted: 0 }
+        Cursor {
+            next: start,
+            end,
+            emitted: 0,
+        }
     }
 
     /// Appends up to `max` items to `out`, advancing `cur`.
-    pub fn next_batch(&self, ring: &Ring, cur: &mut Cursor, ctx: &EvalCtx<'_>, out: &mut Vec<Item>, max: usize) -> Progress {
+    pub fn next_batch(
+        &self,
+        ring: &Ring,
+        cur: &mut Cursor,
+        ctx: &EvalCtx<'_>,
+        out: &mut Vec<Item>,
+        max: usize,
+    ) -> Progress {
         let (start_len, mut scanned) = (out.len(), 0);
         while out.len() - start_len < max && scanned < max * 16 {
             if cur.next >= cur.end {
@@ -97,7 +124,13 @@ impl FlowQuery {
                 return Progress::Done;
             }
             match ring.read(cur.next) {
-                Read::NotYet => return if self.follow { Progress::CaughtUp } else { Progress::Done },
+                Read::NotYet => {
+                    return if self.follow {
+                        Progress::CaughtUp
+                    } else {
+                        Progress::Done
+                    };
+                }
                 Read::Overwritten => {
                     let oldest = ring.oldest();
                     let count = oldest.saturating_sub(cur.next).max(1);
@@ -138,8 +171,17 @@ mod tests {
     fn fill(n: u64, cap: usize) -> std::sync::Arc<Ring> {
         let (ring, mut w) = Ring::new(cap).expect("ring");
         for i in 0..n {
-            let v = if i % 3 == 0 { verdict::DROPPED } else { verdict::FORWARDED };
-            let mut r = FlowRecord { kind: kind::FLOW, time_ns: 1000 + i, verdict: v, ..FlowRecord::EMPTY };
+            let v = if i % 3 == 0 {
+                verdict::DROPPED
+            } else {
+                verdict::FORWARDED
+            };
+            let mut r = FlowRecord {
+                kind: kind::FLOW,
+                time_ns: 1000 + i,
+                verdict: v,
+                ..FlowRecord::EMPTY
+            };
             w.push(&mut r);
         }
         ring
@@ -147,7 +189,13 @@ mod tests {
 
     fn run(q: &FlowQuery, ring: &Ring) -> Vec<Item> {
         let md = Metadata::new();
-        let ctx = EvalCtx { endpoints: &[], services: &[], metadata: &md, node_name: "n1", uuid_prefix: "" };
+        let ctx = EvalCtx {
+            endpoints: &[],
+            services: &[],
+            metadata: &md,
+            node_name: "n1",
+            uuid_prefix: "",
+        };
         let mut cur = q.start(ring, &ctx);
         let mut out = Vec::new();
         while q.next_batch(ring, &mut cur, &ctx, &mut out, 7) == Progress::More {}
@@ -157,27 +205,51 @@ mod tests {
     fn times(items: &[Item]) -> Vec<u64> {
         items
             .iter()
-            .filter_map(|i| if let Item::Flow(r) = i { Some(r.time_ns) } else { None })
+            .filter_map(|i| {
+                if let Item::Flow(r) = i {
+                    Some(r.time_ns)
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
     fn dropped() -> FilterSet {
-        FilterSet::compile(&[FlowFilter { verdict: vec![2], ..Default::default() }], &[]).expect("valid")
+        FilterSet::compile(
+            &[FlowFilter {
+                verdict: vec![2],
+                ..Default::default()
+            }],
+            &[],
+        )
+        .expect("valid")
     }
 
     #[test]
     fn last_n_returns_the_newest_matches_in_order() {
         let ring = fill(100, 64);
-        let q = FlowQuery { number: 3, ..Default::default() };
+        let q = FlowQuery {
+            number: 3,
+            ..Default::default()
+        };
         assert_eq!(times(&run(&q, &ring)), vec![1097, 1098, 1099]);
-        let q = FlowQuery { number: 3, filters: dropped(), ..Default::default() };
+        let q = FlowQuery {
+            number: 3,
+            filters: dropped(),
+            ..Default::default()
+        };
         assert_eq!(times(&run(&q, &ring)), vec![1093, 1096, 1099]);
     }
 
     #[test]
     fn first_n_and_all() {
         let ring = fill(100, 64);
-        let q = FlowQuery { number: 2, first: true, ..Default::default() };
+        let q = FlowQuery {
+            number: 2,
+            first: true,
+            ..Default::default()
+        };
         assert_eq!(times(&run(&q, &ring)), vec![1036, 1037]);
         let q = FlowQuery::default();
         assert_eq!(run(&q, &ring).len(), 64);
@@ -186,17 +258,35 @@ mod tests {
     #[test]
     fn since_and_until_bound_the_window() {
         let ring = fill(100, 64);
-        let q = FlowQuery { since_ns: Some(1090), until_ns: Some(1092), ..Default::default() };
+        let q = FlowQuery {
+            since_ns: Some(1090),
+            until_ns: Some(1092),
+            ..Default::default()
+        };
         assert_eq!(times(&run(&q, &ring)), vec![1090, 1091, 1092]);
-        let q = FlowQuery { number: 100, since_ns: Some(1095), ..Default::default() };
+        let q = FlowQuery {
+            number: 100,
+            since_ns: Some(1095),
+            ..Default::default()
+        };
         assert_eq!(times(&run(&q, &ring)), vec![1095, 1096, 1097, 1098, 1099]);
     }
 
     #[test]
     fn blacklist_excludes() {
         let ring = fill(10, 64);
-        let bl = FilterSet::compile(&[], &[FlowFilter { verdict: vec![2], ..Default::default() }]).expect("valid");
-        let q = FlowQuery { filters: bl, ..Default::default() };
+        let bl = FilterSet::compile(
+            &[],
+            &[FlowFilter {
+                verdict: vec![2],
+                ..Default::default()
+            }],
+        )
+        .expect("valid");
+        let q = FlowQuery {
+            filters: bl,
+            ..Default::default()
+        };
         assert!(times(&run(&q, &ring)).iter().all(|t| (t - 1000) % 3 != 0));
     }
 
@@ -204,18 +294,39 @@ mod tests {
     fn a_reader_that_falls_behind_gets_a_lost_count() {
         let (ring, mut w) = Ring::new(8).expect("ring");
         for i in 0..4 {
-            w.push(&mut FlowRecord { kind: kind::FLOW, time_ns: i, ..FlowRecord::EMPTY });
+            w.push(&mut FlowRecord {
+                kind: kind::FLOW,
+                time_ns: i,
+                ..FlowRecord::EMPTY
+            });
         }
         let md = Metadata::new();
-        let ctx = EvalCtx { endpoints: &[], services: &[], metadata: &md, node_name: "n1", uuid_prefix: "" };
-        let q = FlowQuery { follow: true, number: 1, ..Default::default() };
+        let ctx = EvalCtx {
+            endpoints: &[],
+            services: &[],
+            metadata: &md,
+            node_name: "n1",
+            uuid_prefix: "",
+        };
+        let q = FlowQuery {
+            follow: true,
+            number: 1,
+            ..Default::default()
+        };
         let mut cur = q.start(&ring, &ctx);
         let mut out = Vec::new();
-        assert_eq!(q.next_batch(&ring, &mut cur, &ctx, &mut out, 100), Progress::CaughtUp);
+        assert_eq!(
+            q.next_batch(&ring, &mut cur, &ctx, &mut out, 100),
+            Progress::CaughtUp
+        );
         assert_eq!(times(&out), vec![3]);
         // The writer laps the reader.
         for i in 4..30 {
-            w.push(&mut FlowRecord { kind: kind::FLOW, time_ns: i, ..FlowRecord::EMPTY });
+            w.push(&mut FlowRecord {
+                kind: kind::FLOW,
+                time_ns: i,
+                ..FlowRecord::EMPTY
+            });
         }
         out.clear();
         q.next_batch(&ring, &mut cur, &ctx, &mut out, 100);

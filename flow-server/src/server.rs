@@ -14,9 +14,10 @@ use parking_lot::Mutex;
 use periscope_proto::flow::{self as pb, AgentEvent, AgentEventType};
 use periscope_proto::observer::observer_server::{Observer, ObserverServer};
 use periscope_proto::observer::{
-    self as obs, GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest, GetDebugEventsResponse,
-    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest, GetNodesResponse,
-    ServerStatusRequest, ServerStatusResponse, get_flows_response::ResponseTypes,
+    self as obs, GetAgentEventsRequest, GetAgentEventsResponse, GetDebugEventsRequest,
+    GetDebugEventsResponse, GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest,
+    GetNamespacesResponse, GetNodesRequest, GetNodesResponse, ServerStatusRequest,
+    ServerStatusResponse, get_flows_response::ResponseTypes,
 };
 use periscope_proto::peer::peer_server::{Peer, PeerServer};
 use periscope_proto::peer::{ChangeNotification, ChangeNotificationType, NotifyRequest};
@@ -28,7 +29,7 @@ use tonic::{Request, Response, Status};
 
 use crate::filter::{EvalCtx, FilterSet};
 use crate::materialize::{Materializer, new_uuid_prefix, timestamp};
-use crate::meta::{MetadataChange, Metadata};
+use crate::meta::{Metadata, MetadataChange};
 use crate::pipeline::PipelineStats;
 use crate::query::{FlowQuery, Item, Progress};
 use crate::record::FlowRecord;
@@ -79,7 +80,12 @@ fn nodes_name(config: &ServerConfig) -> String {
 }
 
 impl FlowServer {
-    pub fn new(ring: Arc<Ring>, metadata: Arc<Metadata>, stats: Arc<PipelineStats>, config: ServerConfig) -> Arc<Self> {
+    pub fn new(
+        ring: Arc<Ring>,
+        metadata: Arc<Metadata>,
+        stats: Arc<PipelineStats>,
+        config: ServerConfig,
+    ) -> Arc<Self> {
         let (agent_tx, _) = broadcast::channel(AGENT_EVENT_HISTORY);
         let server = Arc::new(Self {
             ring,
@@ -95,9 +101,11 @@ impl FlowServer {
         });
         server.publish_agent_event(AgentEvent {
             r#type: AgentEventType::AgentStarted as i32,
-            notification: Some(pb::agent_event::Notification::AgentStart(pb::TimeNotification {
-                time: Some(timestamp(now_ns())),
-            })),
+            notification: Some(pb::agent_event::Notification::AgentStart(
+                pb::TimeNotification {
+                    time: Some(timestamp(now_ns())),
+                },
+            )),
         });
         server
     }
@@ -137,14 +145,21 @@ impl FlowServer {
     }
 
     fn materializer(&self) -> Materializer<'_> {
-        Materializer { metadata: &self.metadata, node_name: &self.config.node_name, uuid_prefix: &self.uuid_prefix }
+        Materializer {
+            metadata: &self.metadata,
+            node_name: &self.config.node_name,
+            uuid_prefix: &self.uuid_prefix,
+        }
     }
 
     fn response(&self, item: Item) -> GetFlowsResponse {
         let m = self.materializer();
         let (rt, time) = match item {
             Item::Flow(r) => (ResponseTypes::Flow(m.flow(&r)), timestamp(r.time_ns)),
-            Item::PerfLost(r) => (ResponseTypes::LostEvents(m.lost_event(&r)), timestamp(r.time_ns)),
+            Item::PerfLost(r) => (
+                ResponseTypes::LostEvents(m.lost_event(&r)),
+                timestamp(r.time_ns),
+            ),
             Item::RingLost { count } => {
                 self.ring_lost.fetch_add(count, Ordering::Relaxed);
                 let now = timestamp(now_ns());
@@ -158,7 +173,11 @@ impl FlowServer {
                 (ResponseTypes::LostEvents(ev), now)
             }
         };
-        GetFlowsResponse { response_types: Some(rt), node_name: self.config.node_name.clone(), time: Some(time) }
+        GetFlowsResponse {
+            response_types: Some(rt),
+            node_name: self.config.node_name.clone(),
+            time: Some(time),
+        }
     }
 
     /// Flows per second over the last minute of stored flows.
@@ -193,27 +212,41 @@ impl FlowServer {
     /// Parses and validates a GetFlows request.
     pub fn flow_query(req: &GetFlowsRequest) -> Result<FlowQuery, Status> {
         if req.first && req.follow {
-            return Err(Status::invalid_argument("first cannot be combined with follow"));
+            return Err(Status::invalid_argument(
+                "first cannot be combined with follow",
+            ));
         }
         let filters = FilterSet::compile(&req.whitelist, &req.blacklist)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let since_ns = req.since.as_ref().map(|t| ts_ns(t, "since")).transpose()?;
         let until_ns = req.until.as_ref().map(|t| ts_ns(t, "until")).transpose()?;
-        if let (Some(s), Some(u)) = (since_ns, until_ns) {
-            if s > u {
-                return Err(Status::invalid_argument("since must not be after until"));
-            }
+        if let (Some(s), Some(u)) = (since_ns, until_ns)
+            && s > u
+        {
+            return Err(Status::invalid_argument("since must not be after until"));
         }
-        Ok(FlowQuery { filters, number: req.number, first: req.first, follow: req.follow, since_ns, until_ns })
+        Ok(FlowQuery {
+            filters,
+            number: req.number,
+            first: req.first,
+            follow: req.follow,
+            since_ns,
+            until_ns,
+        })
     }
 
     /// Runs one GetFlows request, sending responses into `tx` until done or the client leaves.
-    pub async fn run_flow_query(self: Arc<Self>, q: FlowQuery, tx: mpsc::Sender<Result<GetFlowsResponse, Status>>) {
+    pub async fn run_flow_query(
+        self: Arc<Self>,
+        q: FlowQuery,
+        tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    ) {
         let mut cur = self.with_ctx(|ctx| q.start(&self.ring, ctx));
         let mut items: Vec<Item> = Vec::with_capacity(BATCH);
         loop {
             items.clear();
-            let progress = self.with_ctx(|ctx| q.next_batch(&self.ring, &mut cur, ctx, &mut items, BATCH));
+            let progress =
+                self.with_ctx(|ctx| q.next_batch(&self.ring, &mut cur, ctx, &mut items, BATCH));
             for item in items.drain(..) {
                 if tx.send(Ok(self.response(item))).await.is_err() {
                     return;
@@ -241,7 +274,11 @@ fn agent_event_for(change: &MetadataChange) -> AgentEvent {
         MetadataChange::EndpointCreated(e) | MetadataChange::EndpointDeleted(e) => {
             let created = matches!(change, MetadataChange::EndpointCreated(_));
             AgentEvent {
-                r#type: if created { AgentEventType::EndpointCreated } else { AgentEventType::EndpointDeleted } as i32,
+                r#type: if created {
+                    AgentEventType::EndpointCreated
+                } else {
+                    AgentEventType::EndpointDeleted
+                } as i32,
                 notification: Some(N::EndpointUpdate(pb::EndpointUpdateNotification {
                     id: u64::from(e.endpoint_id),
                     labels: e.labels.clone(),
@@ -254,7 +291,10 @@ fn agent_event_for(change: &MetadataChange) -> AgentEvent {
         MetadataChange::ServiceUpserted(s, ip, port) => AgentEvent {
             r#type: AgentEventType::ServiceUpserted as i32,
             notification: Some(N::ServiceUpsert(pb::ServiceUpsertNotification {
-                frontend_address: Some(pb::ServiceUpsertNotificationAddr { ip: ip.to_string(), port: u32::from(*port) }),
+                frontend_address: Some(pb::ServiceUpsertNotificationAddr {
+                    ip: ip.to_string(),
+                    port: u32::from(*port),
+                }),
                 r#type: "ClusterIP".into(),
                 name: s.name.clone(),
                 namespace: s.namespace.clone(),
@@ -288,7 +328,10 @@ impl Observer for ObserverService {
     type GetAgentEventsStream = BoxStream<GetAgentEventsResponse>;
     type GetDebugEventsStream = BoxStream<GetDebugEventsResponse>;
 
-    async fn get_flows(&self, request: Request<GetFlowsRequest>) -> Result<Response<Self::GetFlowsStream>, Status> {
+    async fn get_flows(
+        &self,
+        request: Request<GetFlowsRequest>,
+    ) -> Result<Response<Self::GetFlowsStream>, Status> {
         let q = FlowServer::flow_query(request.get_ref())?;
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let server = self.0.clone();
@@ -314,8 +357,16 @@ impl Observer for ObserverService {
         let history: Vec<(u64, AgentEvent)> = {
             let log = self.0.agent_events.lock();
             let matching: Vec<_> = log.iter().filter(|(t, _)| in_time(*t)).cloned().collect();
-            let n = if req.number == 0 { matching.len() } else { (req.number as usize).min(matching.len()) };
-            if req.first { matching[..n].to_vec() } else { matching[matching.len() - n..].to_vec() }
+            let n = if req.number == 0 {
+                matching.len()
+            } else {
+                (req.number as usize).min(matching.len())
+            };
+            if req.first {
+                matching[..n].to_vec()
+            } else {
+                matching[matching.len() - n..].to_vec()
+            }
         };
         let node = self.0.config.node_name.clone();
         let last_seen = history.last().map(|(t, _)| *t).unwrap_or(0);
@@ -325,29 +376,31 @@ impl Observer for ObserverService {
             node_name: node.clone(),
             time: Some(timestamp(t)),
         };
-        let stream = async_stream_from(move |tx: mpsc::Sender<Result<GetAgentEventsResponse, Status>>| async move {
-            for h in history {
-                if tx.send(Ok(resp(h))).await.is_err() {
+        let stream = async_stream_from(
+            move |tx: mpsc::Sender<Result<GetAgentEventsResponse, Status>>| async move {
+                for h in history {
+                    if tx.send(Ok(resp(h))).await.is_err() {
+                        return;
+                    }
+                }
+                if !follow {
                     return;
                 }
-            }
-            if !follow {
-                return;
-            }
-            loop {
-                tokio::select! {
-                    ev = live.recv() => match ev {
-                        Ok((t, e)) if t > last_seen && in_time(t) => {
-                            if tx.send(Ok(resp((t, e)))).await.is_err() { return; }
-                        }
-                        Ok(_) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    },
-                    _ = tx.closed() => return,
+                loop {
+                    tokio::select! {
+                        ev = live.recv() => match ev {
+                            Ok((t, e)) if t > last_seen && in_time(t) => {
+                                if tx.send(Ok(resp((t, e)))).await.is_err() { return; }
+                            }
+                            Ok(_) => {}
+                            Err(broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                        _ = tx.closed() => return,
+                    }
                 }
-            }
-        });
+            },
+        );
         Ok(Response::new(stream))
     }
 
@@ -357,15 +410,20 @@ impl Observer for ObserverService {
     ) -> Result<Response<Self::GetDebugEventsStream>, Status> {
         // The datapath emits no debug events yet: an empty stream, held open for followers.
         let follow = request.get_ref().follow;
-        let stream = async_stream_from(move |tx: mpsc::Sender<Result<GetDebugEventsResponse, Status>>| async move {
-            if follow {
-                tx.closed().await;
-            }
-        });
+        let stream = async_stream_from(
+            move |tx: mpsc::Sender<Result<GetDebugEventsResponse, Status>>| async move {
+                if follow {
+                    tx.closed().await;
+                }
+            },
+        );
         Ok(Response::new(stream))
     }
 
-    async fn get_nodes(&self, _: Request<GetNodesRequest>) -> Result<Response<GetNodesResponse>, Status> {
+    async fn get_nodes(
+        &self,
+        _: Request<GetNodesRequest>,
+    ) -> Result<Response<GetNodesResponse>, Status> {
         let s = self.0.status();
         let node = obs::Node {
             name: nodes_name(&self.0.config),
@@ -396,7 +454,10 @@ impl Observer for ObserverService {
         Ok(Response::new(GetNamespacesResponse { namespaces }))
     }
 
-    async fn server_status(&self, _: Request<ServerStatusRequest>) -> Result<Response<ServerStatusResponse>, Status> {
+    async fn server_status(
+        &self,
+        _: Request<ServerStatusRequest>,
+    ) -> Result<Response<ServerStatusResponse>, Status> {
         Ok(Response::new(self.0.status()))
     }
 }
@@ -420,19 +481,24 @@ pub struct PeerService(pub Arc<FlowServer>);
 impl Peer for PeerService {
     type NotifyStream = BoxStream<ChangeNotification>;
 
-    async fn notify(&self, _: Request<NotifyRequest>) -> Result<Response<Self::NotifyStream>, Status> {
+    async fn notify(
+        &self,
+        _: Request<NotifyRequest>,
+    ) -> Result<Response<Self::NotifyStream>, Status> {
         let me = ChangeNotification {
             name: nodes_name(&self.0.config),
             address: self.0.config.advertise_address.clone(),
             r#type: ChangeNotificationType::PeerAdded as i32,
             tls: None,
         };
-        let stream = async_stream_from(move |tx: mpsc::Sender<Result<ChangeNotification, Status>>| async move {
-            if tx.send(Ok(me)).await.is_ok() {
-                // A single node never changes membership; keep the stream open like Hubble does.
-                tx.closed().await;
-            }
-        });
+        let stream = async_stream_from(
+            move |tx: mpsc::Sender<Result<ChangeNotification, Status>>| async move {
+                if tx.send(Ok(me)).await.is_ok() {
+                    // A single node never changes membership; keep the stream open like Hubble does.
+                    tx.closed().await;
+                }
+            },
+        );
         Ok(Response::new(stream))
     }
 }
@@ -444,7 +510,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ObserverServer<ObserverService>>().await;
+    health
+        .set_serving::<ObserverServer<ObserverService>>()
+        .await;
     health.set_serving::<PeerServer<PeerService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -470,7 +538,11 @@ pub fn query_records(server: &FlowServer, q: &FlowQuery) -> Vec<FlowRecord> {
     let mut cur = server.with_ctx(|ctx| q.start(&server.ring, ctx));
     loop {
         let p = server.with_ctx(|ctx| q.next_batch(&server.ring, &mut cur, ctx, &mut items, BATCH));
-        out.extend(items.drain(..).filter_map(|i| if let Item::Flow(r) = i { Some(r) } else { None }));
+        out.extend(
+            items
+                .drain(..)
+                .filter_map(|i| if let Item::Flow(r) = i { Some(r) } else { None }),
+        );
         if p != Progress::More {
             return out;
         }
