@@ -7,4 +7,5 @@
 //! and everything that reads or writes events (datapath, flow-server) depends on it.
 
 pub mod abi;
+pub mod probes;
 pub mod source;

@@ -3,12 +3,14 @@
 //! gRPC APIs. Depends on `periscope-probes` (event ABI) and `periscope-proto` (API); never on the
 //! relay or the UI.
 
+pub mod agent;
 pub mod decoder;
 pub mod filter;
 pub mod fixtures;
 pub mod labels;
 pub mod materialize;
 pub mod meta;
+pub mod metrics;
 pub mod node;
 pub mod packet;
 pub mod pipeline;
