@@ -27,7 +27,10 @@ pub fn metadata_from_cluster(cluster: &Cluster, node_ips: &[IpAddr]) -> ClusterM
                 workloads: p
                     .workload
                     .iter()
-                    .map(|w| Workload { name: w.name.clone(), kind: w.kind.clone() })
+                    .map(|w| Workload {
+                        name: w.name.clone(),
+                        kind: w.kind.clone(),
+                    })
                     .collect(),
                 cluster_name: cluster.spec.cluster_name.clone(),
                 node_name: p.node.clone(),
@@ -40,12 +43,20 @@ pub fn metadata_from_cluster(cluster: &Cluster, node_ips: &[IpAddr]) -> ClusterM
         .iter()
         .flat_map(|s| {
             s.ports.iter().map(move |port| {
-                let info = ServiceInfo { name: s.name.clone(), namespace: s.namespace.clone() };
+                let info = ServiceInfo {
+                    name: s.name.clone(),
+                    namespace: s.namespace.clone(),
+                };
                 (IpAddr::V4(s.cluster_ip), port.port, info)
             })
         })
         .collect();
-    ClusterMetadata { endpoints, services, node_ips: node_ips.to_vec(), identities: vec![] }
+    ClusterMetadata {
+        endpoints,
+        services,
+        node_ips: node_ips.to_vec(),
+        identities: vec![],
+    }
 }
 
 /// A loaded and attached datapath for one cluster.
@@ -55,7 +66,11 @@ pub struct AttachedDatapath {
 
 impl AttachedDatapath {
     /// Loads the probes, fills the endpoint map and ipcache, and attaches to every pod's veth.
-    pub fn attach(cluster: &Cluster, node_ips: &[IpAddr], config: &LoaderConfig) -> Result<Self, LoaderError> {
+    pub fn attach(
+        cluster: &Cluster,
+        node_ips: &[IpAddr],
+        config: &LoaderConfig,
+    ) -> Result<Self, LoaderError> {
         let mut datapath = Datapath::load(config)?;
         for pod in &cluster.pods {
             let ep = Endpoint {
@@ -67,7 +82,9 @@ impl AttachedDatapath {
             datapath.endpoints_mut().insert(&ep)?;
         }
         for (net, identity) in IpLookup::from_cluster(cluster, node_ips).ipcache_entries() {
-            datapath.ipcache_mut().insert(net.addr(), net.prefix_len(), identity)?;
+            datapath
+                .ipcache_mut()
+                .insert(net.addr(), net.prefix_len(), identity)?;
         }
         for pod in &cluster.pods {
             datapath.attach_endpoint(&pod.host_ifname)?;

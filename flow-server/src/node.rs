@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use periscope_probes::source::{EventSource, SourceError};
 
 use crate::meta::{ClusterMetadata, Metadata};
+use crate::metrics::{Metrics, MetricsConfig, MetricsError};
 use crate::pipeline::{FlowObserver, Pipeline, PipelineStats};
 use crate::ring::{CapacityError, Ring};
 use crate::server::{FlowServer, ServerConfig};
@@ -16,11 +17,24 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     pub ring_capacity: usize,
     pub metadata: ClusterMetadata,
+    /// Hubble-style metrics to export, if any.
+    pub metrics: Option<MetricsConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Capacity(#[from] CapacityError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("starting the source thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// A running node: the source thread feeding the ring, and the server state reading it.
 pub struct Node {
     pub server: Arc<FlowServer>,
+    pub metrics: Option<Metrics>,
     stop: Arc<AtomicBool>,
     source: Option<JoinHandle<Result<(), SourceError>>>,
 }
@@ -30,13 +44,22 @@ impl Node {
         cfg: NodeConfig,
         mut source: Box<dyn EventSource>,
         observers: Vec<Box<dyn FlowObserver>>,
-    ) -> Result<Node, CapacityError> {
+    ) -> Result<Node, NodeError> {
         let (ring, writer) = Ring::new(cfg.ring_capacity)?;
         let metadata = Arc::new(Metadata::new());
         let stats = Arc::new(PipelineStats::default());
-        let server = FlowServer::new(ring, metadata.clone(), stats.clone(), cfg.server);
+        let server = FlowServer::new(ring.clone(), metadata.clone(), stats.clone(), cfg.server);
+        let metrics = cfg.metrics.as_ref().map(|m| Metrics::new(m, metadata.clone())).transpose()?;
+        if let Some(m) = &metrics {
+            server.set_metrics(m.clone());
+        }
+        // Metadata first, so the very first events are enriched.
         server.update_metadata(&cfg.metadata);
-        let mut pipeline = Pipeline::new(writer, metadata, stats);
+        let mut pipeline = Pipeline::new(writer, metadata, stats.clone());
+        if let Some(m) = &metrics {
+            pipeline.add_observer(Box::new(m.observer(source.name())));
+            m.watch_pipeline(source.name(), stats, ring);
+        }
         for o in observers {
             pipeline.add_observer(o);
         }
@@ -52,9 +75,10 @@ impl Node {
                 }
                 r
             })
-            .map_err(|_| CapacityError(0))?;
+            .map_err(NodeError::Thread)?;
         Ok(Node {
             server,
+            metrics,
             stop,
             source: Some(handle),
         })

@@ -64,6 +64,7 @@ pub struct FlowServer {
     pub ring_lost: AtomicU64,
     /// Open GetFlows streams.
     pub grpc_clients: AtomicI64,
+    metrics: std::sync::OnceLock<crate::metrics::Metrics>,
 }
 
 fn ts_ns(t: &Timestamp, field: &'static str) -> Result<u64, Status> {
@@ -98,6 +99,7 @@ impl FlowServer {
             agent_tx,
             ring_lost: AtomicU64::new(0),
             grpc_clients: AtomicI64::new(0),
+            metrics: std::sync::OnceLock::new(),
         });
         server.publish_agent_event(AgentEvent {
             r#type: AgentEventType::AgentStarted as i32,
@@ -122,10 +124,26 @@ impl FlowServer {
         let _ = self.agent_tx.send((t, ev));
     }
 
+    /// Reports ring losses and client counts to the metrics exporter (set once).
+    pub fn set_metrics(&self, metrics: crate::metrics::Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
     /// Installs new metadata and reports endpoint/service changes as agent events.
     pub fn update_metadata(&self, md: &crate::meta::ClusterMetadata) {
-        for change in self.metadata.update(md) {
-            self.publish_agent_event(agent_event_for(&change));
+        let changes = self.metadata.update(md);
+        for change in &changes {
+            self.publish_agent_event(agent_event_for(change));
+        }
+        if let Some(m) = self.metrics.get() {
+            m.on_metadata_changes(&changes);
+        }
+    }
+
+    fn client_count_changed(&self, delta: i64) {
+        let n = self.grpc_clients.fetch_add(delta, Ordering::Relaxed) + delta;
+        if let Some(m) = self.metrics.get() {
+            m.grpc_clients().set(n);
         }
     }
 
@@ -162,6 +180,9 @@ impl FlowServer {
             ),
             Item::RingLost { count } => {
                 self.ring_lost.fetch_add(count, Ordering::Relaxed);
+                if let Some(m) = self.metrics.get() {
+                    m.add_lost(crate::metrics::LostSource::HubbleRingBuffer, count);
+                }
                 let now = timestamp(now_ns());
                 let ev = pb::LostEvent {
                     source: pb::LostEventSource::HubbleRingBuffer as i32,
@@ -313,7 +334,7 @@ struct ClientGuard(Arc<FlowServer>);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.grpc_clients.fetch_sub(1, Ordering::Relaxed);
+        self.0.client_count_changed(-1);
     }
 }
 
@@ -335,7 +356,7 @@ impl Observer for ObserverService {
         let q = FlowServer::flow_query(request.get_ref())?;
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let server = self.0.clone();
-        server.grpc_clients.fetch_add(1, Ordering::Relaxed);
+        server.client_count_changed(1);
         let guard = ClientGuard(server.clone());
         tokio::spawn(async move {
             let _guard = guard;

@@ -57,10 +57,16 @@ struct Agent {
 impl Agent {
     async fn start(c: &Cluster, instance: &str, aggregation: Aggregation) -> Agent {
         let node_ips = cluster::node_addresses().expect("node addresses");
-        let cfg = LoaderConfig { instance: instance.into(), aggregation, ..Default::default() };
+        let cfg = LoaderConfig {
+            instance: instance.into(),
+            aggregation,
+            ..Default::default()
+        };
         let dp = AttachedDatapath::attach(c, &node_ips, &cfg).expect("load and attach probes");
         let reader = dp.perf_reader(&PerfConfig::default()).expect("perf reader");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let node_cfg = NodeConfig {
             server: ServerConfig {
@@ -70,19 +76,36 @@ impl Agent {
             },
             ring_capacity: 65_536,
             metadata: metadata_from_cluster(c, &node_ips),
+            metrics: None,
         };
         let node = Node::start(node_cfg, Box::new(reader), vec![]).expect("node");
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(serve(node.server.clone(), listener, async move {
             let _ = rx.await;
         }));
-        let client = ObserverClient::connect(format!("http://{addr}")).await.expect("connect");
-        Agent { node: Some(node), _datapath: dp, client, shutdown: Some(tx) }
+        let client = ObserverClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
+        Agent {
+            node: Some(node),
+            _datapath: dp,
+            client,
+            shutdown: Some(tx),
+        }
     }
 
     async fn flows(&mut self, filter: FlowFilter) -> Vec<Flow> {
-        let req = GetFlowsRequest { number: 100_000, whitelist: vec![filter], ..Default::default() };
-        let mut s = self.client.get_flows(req).await.expect("get_flows").into_inner();
+        let req = GetFlowsRequest {
+            number: 100_000,
+            whitelist: vec![filter],
+            ..Default::default()
+        };
+        let mut s = self
+            .client
+            .get_flows(req)
+            .await
+            .expect("get_flows")
+            .into_inner();
         let mut out = Vec::new();
         while let Some(m) = s.message().await.expect("stream") {
             if let Some(ResponseTypes::Flow(f)) = m.response_types {
@@ -98,17 +121,23 @@ impl Drop for Agent {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(n) = self.node.take() {
-            if let Err(e) = n.stop() {
-                eprintln!("perf reader ended with error: {e}");
-            }
+        if let Some(n) = self.node.take()
+            && let Err(e) = n.stop()
+        {
+            eprintln!("perf reader ended with error: {e}");
         }
     }
 }
 
 fn exec_ok(c: &Cluster, pod: &str, argv: &[&str]) -> String {
-    let out = c.exec_timeout(pod, argv, Duration::from_secs(20)).expect("exec");
-    assert!(out.status.success(), "{pod}: {argv:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c
+        .exec_timeout(pod, argv, Duration::from_secs(20))
+        .expect("exec");
+    assert!(
+        out.status.success(),
+        "{pod}: {argv:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -134,10 +163,15 @@ async fn starwars_traffic_becomes_flows() {
     let prefix = format!("fse{}", pid % 100_000);
     let root = std::env::temp_dir().join("periscope-flow-e2e");
     let mut opts = BuildOptions::new(&prefix);
-    opts.pod_cidr = Some(Ipv4Net::new(Ipv4Addr::new(10, 230, (pid % 256) as u8, 0), 24).expect("cidr"));
+    opts.pod_cidr =
+        Some(Ipv4Net::new(Ipv4Addr::new(10, 230, (pid % 256) as u8, 0), 24).expect("cidr"));
     opts.server = ServerMode::InProcess;
     opts.state_root = root.clone();
-    let mut guard = ClusterGuard { prefix: prefix.clone(), root: root.clone(), cluster: None };
+    let mut guard = ClusterGuard {
+        prefix: prefix.clone(),
+        root: root.clone(),
+        cluster: None,
+    };
     let c = cluster::build(&ClusterSpec::starwars(), &opts).expect("build Star Wars cluster");
     guard.cluster = Some(c.clone());
     let xwing = c.pod("xwing").expect("xwing").clone();
@@ -148,36 +182,83 @@ async fn starwars_traffic_becomes_flows() {
     // Aggregation none: every packet is a flow.
     {
         let mut agent = Agent::start(&c, &format!("{prefix}n"), Aggregation::None).await;
-        exec_ok(&c, "xwing", &["ping", "-c", "3", "-i", "0.2", "-W", "2", &ds_ip]);
+        exec_ok(
+            &c,
+            "xwing",
+            &["ping", "-c", "3", "-i", "0.2", "-W", "2", &ds_ip],
+        );
         let body = exec_ok(
             &c,
             "tiefighter",
-            &["curl", "-s", "--max-time", "5", "-XPOST", &format!("http://{ds_ip}/v1/request-landing")],
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "5",
+                "-XPOST",
+                &format!("http://{ds_ip}/v1/request-landing"),
+            ],
         );
         assert_eq!(body.trim(), "Ship landed");
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         let pings = agent
-            .flows(FlowFilter { source_pod: vec!["default/xwing".into()], protocol: vec!["icmp".into()], ..Default::default() })
+            .flows(FlowFilter {
+                source_pod: vec!["default/xwing".into()],
+                protocol: vec!["icmp".into()],
+                ..Default::default()
+            })
             .await;
         let requests: Vec<&Flow> = pings.iter().filter(|f| is_icmp_echo(f, 8)).collect();
-        assert_eq!(requests.len(), 6, "3 echo requests × (from-endpoint at xwing + to-endpoint at deathstar)");
+        assert_eq!(
+            requests.len(),
+            6,
+            "3 echo requests × (from-endpoint at xwing + to-endpoint at deathstar)"
+        );
         for f in &requests {
-            let (src, dst) = (f.source.as_ref().expect("src"), f.destination.as_ref().expect("dst"));
-            assert_eq!((src.namespace.as_str(), src.pod_name.as_str(), src.identity), ("default", "xwing", xwing.identity));
-            assert_eq!((dst.pod_name.as_str(), dst.identity), (deathstar.name.as_str(), deathstar.identity));
+            let (src, dst) = (
+                f.source.as_ref().expect("src"),
+                f.destination.as_ref().expect("dst"),
+            );
+            assert_eq!(
+                (src.namespace.as_str(), src.pod_name.as_str(), src.identity),
+                ("default", "xwing", xwing.identity)
+            );
+            assert_eq!(
+                (dst.pod_name.as_str(), dst.identity),
+                (deathstar.name.as_str(), deathstar.identity)
+            );
             assert_eq!(f.verdict(), Verdict::Forwarded);
             assert_eq!(reply(f), Some(false));
             assert_eq!(f.summary, "ICMPv4 EchoRequest");
         }
-        assert_eq!(requests.iter().filter(|f| obs(f) == TraceObservationPoint::FromEndpoint).count(), 3);
-        assert_eq!(requests.iter().filter(|f| obs(f) == TraceObservationPoint::ToEndpoint).count(), 3);
+        assert_eq!(
+            requests
+                .iter()
+                .filter(|f| obs(f) == TraceObservationPoint::FromEndpoint)
+                .count(),
+            3
+        );
+        assert_eq!(
+            requests
+                .iter()
+                .filter(|f| obs(f) == TraceObservationPoint::ToEndpoint)
+                .count(),
+            3
+        );
         let replies = agent
-            .flows(FlowFilter { destination_pod: vec!["default/xwing".into()], protocol: vec!["icmp".into()], ..Default::default() })
+            .flows(FlowFilter {
+                destination_pod: vec!["default/xwing".into()],
+                protocol: vec!["icmp".into()],
+                ..Default::default()
+            })
             .await;
         let replies: Vec<&Flow> = replies.iter().filter(|f| is_icmp_echo(f, 0)).collect();
         assert_eq!(replies.len(), 6);
-        assert!(replies.iter().all(|f| reply(f) == Some(true)), "echo replies are replies");
+        assert!(
+            replies.iter().all(|f| reply(f) == Some(true)),
+            "echo replies are replies"
+        );
 
         let http = agent
             .flows(FlowFilter {
@@ -186,18 +267,42 @@ async fn starwars_traffic_becomes_flows() {
                 ..Default::default()
             })
             .await;
-        let syns: Vec<&Flow> = http.iter().filter(|f| f.summary == "TCP Flags: SYN").collect();
-        assert_eq!(syns.len(), 2, "SYN seen leaving tiefighter and entering deathstar");
+        let syns: Vec<&Flow> = http
+            .iter()
+            .filter(|f| f.summary == "TCP Flags: SYN")
+            .collect();
+        assert_eq!(
+            syns.len(),
+            2,
+            "SYN seen leaving tiefighter and entering deathstar"
+        );
         for f in &syns {
             let src = f.source.as_ref().expect("src");
-            assert_eq!((src.pod_name.as_str(), src.identity), ("tiefighter", tiefighter.identity));
-            assert!(f.source.as_ref().expect("src").labels.iter().any(|l| l == "k8s:org=empire"));
+            assert_eq!(
+                (src.pod_name.as_str(), src.identity),
+                ("tiefighter", tiefighter.identity)
+            );
+            assert!(
+                f.source
+                    .as_ref()
+                    .expect("src")
+                    .labels
+                    .iter()
+                    .any(|l| l == "k8s:org=empire")
+            );
             assert_eq!(reply(f), Some(false));
         }
         let back = agent
-            .flows(FlowFilter { source_pod: vec![deathstar.qualified_name()], destination_pod: vec!["default/tiefighter".into()], ..Default::default() })
+            .flows(FlowFilter {
+                source_pod: vec![deathstar.qualified_name()],
+                destination_pod: vec!["default/tiefighter".into()],
+                ..Default::default()
+            })
             .await;
-        assert!(back.iter().any(|f| f.summary == "TCP Flags: SYN, ACK" && reply(f) == Some(true)));
+        assert!(
+            back.iter()
+                .any(|f| f.summary == "TCP Flags: SYN, ACK" && reply(f) == Some(true))
+        );
         let ns: Vec<String> = back.iter().map(|f| f.node_name.clone()).collect();
         assert!(ns.iter().all(|n| n == "node-1"));
     }
@@ -205,19 +310,33 @@ async fn starwars_traffic_becomes_flows() {
     // Aggregation medium: repeated packets of one connection are summarised.
     {
         let mut agent = Agent::start(&c, &format!("{prefix}m"), Aggregation::Medium).await;
-        exec_ok(&c, "xwing", &["ping", "-c", "10", "-i", "0.2", "-W", "2", &ds_ip]);
+        exec_ok(
+            &c,
+            "xwing",
+            &["ping", "-c", "10", "-i", "0.2", "-W", "2", &ds_ip],
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
         let pings = agent
-            .flows(FlowFilter { source_pod: vec!["default/xwing".into()], protocol: vec!["icmp".into()], ..Default::default() })
+            .flows(FlowFilter {
+                source_pod: vec!["default/xwing".into()],
+                protocol: vec!["icmp".into()],
+                ..Default::default()
+            })
             .await;
         let n = pings.iter().filter(|f| is_icmp_echo(f, 8)).count();
-        assert!(n >= 2 && n < 20, "medium aggregation reports {n} of 20 echo-request observations");
+        assert!(
+            (2..20).contains(&n),
+            "medium aggregation reports {n} of 20 echo-request observations"
+        );
     }
 
     let c = guard.cluster.take().expect("cluster");
     c.teardown().expect("teardown");
     let left = cluster::leftovers(&prefix, &root).expect("leftovers");
     assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(!PathBuf::from(format!("/sys/fs/bpf/periscope/{prefix}n")).exists(), "pins removed");
+    assert!(
+        !PathBuf::from(format!("/sys/fs/bpf/periscope/{prefix}n")).exists(),
+        "pins removed"
+    );
     let _ = IpAddr::V4(xwing.ip);
 }

@@ -83,6 +83,7 @@ impl Harness {
             },
             ring_capacity: capacity,
             metadata: starwars_metadata("node-1"),
+            metrics: None,
         };
         let node = Node::start(cfg, Box::new(ChannelSource(rx)), vec![]).expect("node");
         let (stx, srx) = tokio::sync::oneshot::channel();
@@ -508,6 +509,7 @@ async fn replay_file_feeds_a_node() {
         },
         ring_capacity: 4095,
         metadata: starwars_metadata("n"),
+        metrics: None,
     };
     let node = Node::start(cfg, Box::new(ReplaySource::new(&path)), vec![]).expect("node");
     let server = node.server.clone();

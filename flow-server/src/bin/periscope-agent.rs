@@ -1,6 +1,8 @@
 //! The node agent: runs the flow pipeline from an event source and serves the Observer API.
 //!
-//! `--replay FILE` feeds it from a recorded replay file (tests, benchmarks, demos of the UI);
+//! By default it attaches the eBPF datapath to the local cluster (built from a cluster spec,
+//! or loaded if `periscope-cluster up` built it) and reads the perf event array.
+//! `--replay FILE` feeds it from a recorded replay file instead (tests, benchmarks, UI demos);
 //! `--write-fixture FILE` writes a synthetic Star Wars replay file and exits.
 
 use std::net::SocketAddr;
@@ -8,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use periscope_flow_server::metrics::{MetricsConfig, serve_metrics};
 use periscope_flow_server::fixtures::{starwars_metadata, starwars_round};
 use periscope_flow_server::node::{Node, NodeConfig};
 use periscope_flow_server::replay::{Pacing, ReplaySource, ReplayWriter, now_ns};
@@ -33,6 +36,12 @@ struct Args {
     /// Address announced to peers (defaults to the listen address).
     #[arg(long)]
     advertise_address: Option<String>,
+    /// Prometheus /metrics listen address (Hubble's port); empty disables the exporter.
+    #[arg(long, default_value = "127.0.0.1:9965")]
+    metrics_address: String,
+    /// Hubble metric plugins and options, e.g. "drop;sourceContext=namespace tcp flow".
+    #[arg(long, default_value = periscope_flow_server::metrics::DEFAULT_METRICS)]
+    metrics: String,
     /// Flows kept in the ring buffer.
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     ring_capacity: usize,
@@ -48,6 +57,20 @@ struct Args {
     /// Stamp replayed events with the current time.
     #[arg(long)]
     replay_restamp: bool,
+    /// Cluster spec YAML for the datapath source (default: the built-in Star Wars spec).
+    #[arg(long, value_name = "FILE")]
+    cluster_spec: Option<PathBuf>,
+    /// Local cluster instance prefix.
+    #[arg(long, default_value = periscope_datapath::cluster::DEFAULT_PREFIX)]
+    prefix: String,
+    #[arg(long, default_value = periscope_datapath::cluster::DEFAULT_STATE_ROOT)]
+    state_root: PathBuf,
+    /// Monitor aggregation level of the probes: none | medium.
+    #[arg(long, default_value = "medium")]
+    aggregation: periscope_probes::probes::Aggregation,
+    /// Perf buffer pages per CPU (power of two).
+    #[arg(long, default_value_t = 64)]
+    perf_pages: usize,
     /// Write a synthetic Star Wars replay file of N rounds (10 events each) and exit.
     #[arg(long, value_name = "FILE")]
     write_fixture: Option<PathBuf>,
@@ -85,19 +108,6 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.write_fixture {
         return write_fixture(path, args.fixture_rounds);
     }
-    let Some(replay) = &args.replay else {
-        anyhow::bail!(
-            "no event source: pass --replay FILE (the datapath source needs the cluster agent)"
-        );
-    };
-    let mut source = ReplaySource::new(replay);
-    source.loops = args.replay_loops;
-    source.restamp = args.replay_restamp;
-    source.linger = true;
-    if let Some(rate) = args.replay_rate {
-        anyhow::ensure!(rate > 0.0, "--replay-rate must be positive");
-        source.pacing = Pacing::Rate(rate);
-    }
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
         .with_context(|| format!("binding {}", args.listen_address))?;
@@ -107,21 +117,129 @@ async fn main() -> anyhow::Result<()> {
             .map(|a| a.to_string())
             .unwrap_or_default()
     });
+    let metrics_listener = if args.metrics_address.is_empty() {
+        None
+    } else {
+        let addr = &args.metrics_address;
+        Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics {addr}"))?)
+    };
+    let metrics_cfg = match metrics_listener {
+        Some(_) => Some(MetricsConfig::from_hubble(&args.metrics).context("--metrics")?),
+        None => None,
+    };
+    let server_cfg = ServerConfig {
+        node_name: args.node_name.clone(),
+        cluster_name: args.cluster_name.clone(),
+        advertise_address: advertise,
+    };
+    let Some(replay) = &args.replay else {
+        return run_datapath(&args, server_cfg, listener, metrics_cfg, metrics_listener).await;
+    };
+    let mut source = ReplaySource::new(replay);
+    source.loops = args.replay_loops;
+    source.restamp = args.replay_restamp;
+    source.linger = true;
+    if let Some(rate) = args.replay_rate {
+        anyhow::ensure!(rate > 0.0, "--replay-rate must be positive");
+        source.pacing = Pacing::Rate(rate);
+    }
     let cfg = NodeConfig {
-        server: ServerConfig {
-            node_name: args.node_name.clone(),
-            cluster_name: args.cluster_name.clone(),
-            advertise_address: advertise,
-        },
+        server: server_cfg,
         ring_capacity: args.ring_capacity,
         metadata: starwars_metadata(&args.node_name),
+        metrics: metrics_cfg,
     };
     let node = Node::start(cfg, Box::new(source), vec![]).context("starting the flow pipeline")?;
     tracing::info!(addr = %args.listen_address, node = %args.node_name, "serving Observer API");
-    serve(node.server.clone(), listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    serve_until_ctrl_c(&node, listener, metrics_listener).await?;
     node.stop().context("event source")?;
+    Ok(())
+}
+
+/// Serves flows from the eBPF datapath attached to the local cluster.
+async fn run_datapath(
+    args: &Args,
+    server: ServerConfig,
+    listener: tokio::net::TcpListener,
+    metrics: Option<MetricsConfig>,
+    metrics_listener: Option<tokio::net::TcpListener>,
+) -> anyhow::Result<()> {
+    use periscope_datapath::cluster::{self, BuildOptions, Cluster, ClusterSpec};
+    use periscope_datapath::loader::LoaderConfig;
+    use periscope_datapath::perf::PerfConfig;
+    use periscope_flow_server::agent::{AttachedDatapath, metadata_from_cluster};
+
+    let cluster = match Cluster::load(&args.prefix, &args.state_root)? {
+        Some(c) => c,
+        None => {
+            let spec = match &args.cluster_spec {
+                Some(path) => ClusterSpec::from_file(path)?,
+                None => ClusterSpec::starwars(),
+            };
+            let mut opts = BuildOptions::new(&args.prefix);
+            opts.state_root = args.state_root.clone();
+            tracing::info!(prefix = %args.prefix, "building the local cluster");
+            cluster::build(&spec, &opts).context("building the local cluster")?
+        }
+    };
+    let node_ips = cluster::node_addresses()?;
+    let loader = LoaderConfig {
+        instance: args.prefix.clone(),
+        aggregation: args.aggregation,
+        ..Default::default()
+    };
+    let datapath = AttachedDatapath::attach(&cluster, &node_ips, &loader)
+        .context("loading the eBPF datapath")?;
+    let reader = datapath
+        .perf_reader(&PerfConfig {
+            pages_per_cpu: args.perf_pages,
+            ..Default::default()
+        })
+        .context("opening the perf buffers")?;
+    let cfg = NodeConfig {
+        server,
+        ring_capacity: args.ring_capacity,
+        metadata: metadata_from_cluster(&cluster, &node_ips),
+        metrics,
+    };
+    let node = Node::start(cfg, Box::new(reader), vec![]).context("starting the flow pipeline")?;
+    tracing::info!(addr = %args.listen_address, pods = cluster.pods.len(), "datapath attached; serving Observer API");
+    serve_until_ctrl_c(&node, listener, metrics_listener).await?;
+    node.stop().context("perf reader")?;
+    drop(datapath);
+    Ok(())
+}
+
+/// Serves gRPC (and /metrics when configured) until Ctrl-C.
+async fn serve_until_ctrl_c(
+    node: &Node,
+    listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let (Some(l), Some(m)) = (metrics_listener, node.metrics.clone()) {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_metrics(l, m, async move {
+                let _ = rx.changed().await;
+            })
+            .await
+            {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        });
+    }
+    let mut rx = stop_rx;
+    let grpc = serve(node.server.clone(), listener, async move {
+        let _ = rx.changed().await;
+    });
+    tokio::pin!(grpc);
+    tokio::select! {
+        r = &mut grpc => r?,
+        _ = tokio::signal::ctrl_c() => {
+            let _ = stop_tx.send(true);
+            grpc.await?;
+        }
+    }
     Ok(())
 }

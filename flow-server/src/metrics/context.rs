@@ -122,11 +122,19 @@ pub enum ContextError {
 }
 
 fn known_contexts() -> String {
-    ContextId::ALL.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    ContextId::ALL
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn known_labels() -> String {
-    LabelCtx::ALL.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+    LabelCtx::ALL
+        .iter()
+        .map(|l| l.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parsed context options of one plugin.
@@ -341,7 +349,12 @@ impl ContextOptions {
                 _ => *ep = true,
             }
         };
-        for id in self.source.iter().chain(&self.source_ingress).chain(&self.source_egress) {
+        for id in self
+            .source
+            .iter()
+            .chain(&self.source_ingress)
+            .chain(&self.source_egress)
+        {
             note(*id, true);
         }
         for id in self
@@ -494,7 +507,12 @@ mod tests {
         }
     }
 
-    fn values(o: &ContextOptions, src: &Side<'_>, dst: &Side<'_>, dir: u8) -> Vec<(&'static str, String)> {
+    fn values(
+        o: &ContextOptions,
+        src: &Side<'_>,
+        dst: &Side<'_>,
+        dir: u8,
+    ) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         o.values(src, dst, dir, &mut out, &mut Vec::new());
         out
@@ -528,20 +546,40 @@ mod tests {
             assert_eq!(resolve(id, &side), want, "{id:?}");
         }
         let world = ["reserved:world".to_string()];
-        let api = ["reserved:world".to_string(), "reserved:kube-apiserver".to_string()];
-        let w = Side { labels: &world, ..Default::default() };
+        let api = [
+            "reserved:world".to_string(),
+            "reserved:kube-apiserver".to_string(),
+        ];
+        let w = Side {
+            labels: &world,
+            ..Default::default()
+        };
         assert_eq!(resolve(ContextId::ReservedIdentity, &w), "reserved:world");
         assert_eq!(resolve(ContextId::Namespace, &w), "");
-        let a = Side { labels: &api, ..Default::default() };
-        assert_eq!(resolve(ContextId::ReservedIdentity, &a), "reserved:kube-apiserver");
+        let a = Side {
+            labels: &api,
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve(ContextId::ReservedIdentity, &a),
+            "reserved:kube-apiserver"
+        );
     }
 
     #[test]
     fn fallbacks_labels_and_direction_specific_contexts() {
         let ds = deathstar();
         let world = ["reserved:world".to_string()];
-        let src = Side { endpoint: Some(&ds), labels: &ds.labels, ip: None };
-        let dst = Side { labels: &world, ip: Some("1.1.1.1".parse().expect("ip")), ..Default::default() };
+        let src = Side {
+            endpoint: Some(&ds),
+            labels: &ds.labels,
+            ip: None,
+        };
+        let dst = Side {
+            labels: &world,
+            ip: Some("1.1.1.1".parse().expect("ip")),
+            ..Default::default()
+        };
         let o = opts(
             "sourceContext=namespace|reserved-identity;destinationContext=namespace|reserved-identity;\
              labelsContext=traffic_direction,destination_ip,source_workload_kind",
@@ -557,7 +595,10 @@ mod tests {
             ]
         );
         let o = opts("sourceContext=namespace;sourceIngressContext=pod-name");
-        assert_eq!(values(&o, &src, &dst, direction::INGRESS)[0].1, "deathstar-689f66b57d-kccrz");
+        assert_eq!(
+            values(&o, &src, &dst, direction::INGRESS)[0].1,
+            "deathstar-689f66b57d-kccrz"
+        );
         assert_eq!(values(&o, &src, &dst, direction::EGRESS)[0].1, "default");
         assert!(o.needs().direction);
         let n = opts("destinationContext=ip").needs();
@@ -567,12 +608,22 @@ mod tests {
     #[test]
     fn pod_bound_values_are_reported() {
         let ds = deathstar();
-        let src = Side { endpoint: Some(&ds), labels: &ds.labels, ip: None };
+        let src = Side {
+            endpoint: Some(&ds),
+            labels: &ds.labels,
+            ip: None,
+        };
         let mut pods = Vec::new();
         let mut out = Vec::new();
         opts("sourceContext=namespace").values(&src, &Side::default(), 0, &mut out, &mut pods);
         assert!(pods.is_empty());
         opts("sourceContext=pod").values(&src, &Side::default(), 0, &mut out, &mut pods);
-        assert_eq!(pods, vec![("default".to_string(), "deathstar-689f66b57d-kccrz".to_string())]);
+        assert_eq!(
+            pods,
+            vec![(
+                "default".to_string(),
+                "deathstar-689f66b57d-kccrz".to_string()
+            )]
+        );
     }
 }

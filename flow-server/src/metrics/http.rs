@@ -15,7 +15,8 @@ use super::Metrics;
 
 /// Hubble's metrics port.
 pub const DEFAULT_METRICS_ADDRESS: &str = ":9965";
-pub const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const CONTENT_TYPE_TEXT: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Whether an `Accept` header prefers OpenMetrics over the Prometheus text format (by q-value;
@@ -45,20 +46,36 @@ async fn scrape(State(metrics): State<Metrics>, headers: HeaderMap) -> Response 
     let om = wants_openmetrics(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));
     match metrics.encode(om) {
         Ok(body) => {
-            let ct = if om { CONTENT_TYPE_OPENMETRICS } else { CONTENT_TYPE_TEXT };
+            let ct = if om {
+                CONTENT_TYPE_OPENMETRICS
+            } else {
+                CONTENT_TYPE_TEXT
+            };
             ([(CONTENT_TYPE, ct)], body).into_response()
         }
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding metrics failed\n",
+        )
+            .into_response(),
     }
 }
 
 /// Serves `/metrics` on `listener` until `shutdown` completes.
-pub async fn serve_metrics<F>(listener: TcpListener, metrics: Metrics, shutdown: F) -> std::io::Result<()>
+pub async fn serve_metrics<F>(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let app = Router::new().route("/metrics", get(scrape)).with_state(metrics);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let app = Router::new()
+        .route("/metrics", get(scrape))
+        .with_state(metrics);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -76,7 +93,9 @@ mod tests {
              text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
         )));
         assert!(wants_openmetrics(Some("application/openmetrics-text")));
-        assert!(!wants_openmetrics(Some("application/openmetrics-text;q=0.2, text/plain")));
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text;q=0.2, text/plain"
+        )));
         assert!(!wants_openmetrics(Some("application/openmetrics-text;q=0")));
     }
 }

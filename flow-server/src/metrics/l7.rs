@@ -16,7 +16,9 @@ use super::{AnyFamily, CounterFamily, LabelSet, Shared};
 use crate::record::{FlowRecord, direction, reply, verdict};
 
 /// Prometheus' default histogram buckets, as Hubble's Go client uses.
-const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 fn new_histogram() -> Histogram {
     Histogram::new(DEFAULT_BUCKETS)
@@ -84,17 +86,17 @@ pub(crate) struct DnsPlugin {
     ctx: ContextOptions,
     include_query: bool,
     ignore_aaaa: bool,
-    queries: (CounterFamily, usize),
-    responses: (CounterFamily, usize),
-    response_types: (CounterFamily, usize),
+    queries: Registered<CounterFamily>,
+    responses: Registered<CounterFamily>,
+    response_types: Registered<CounterFamily>,
 }
 
 pub(crate) struct HttpPlugin {
     ctx: ContextOptions,
     v2: bool,
-    requests: (CounterFamily, usize),
-    responses: Option<(CounterFamily, usize)>,
-    duration: (HistogramFamily, usize),
+    requests: Registered<CounterFamily>,
+    responses: Option<Registered<CounterFamily>>,
+    duration: Registered<HistogramFamily>,
 }
 
 /// The L7 plugins of one observer.
@@ -104,49 +106,105 @@ pub struct L7Plugins {
     http: Option<HttpPlugin>,
 }
 
-fn counter(registry: &mut Registry, families: &mut Vec<AnyFamily>, name: &str, help: &str) -> (CounterFamily, usize) {
+fn counter(
+    registry: &mut Registry,
+    families: &mut Vec<AnyFamily>,
+    name: &str,
+    help: &str,
+) -> (CounterFamily, usize) {
     let f = CounterFamily::default();
     registry.register(name, help, f.clone());
     families.push(AnyFamily::Counter(f.clone()));
     (f, families.len() - 1)
 }
 
-fn histogram(registry: &mut Registry, families: &mut Vec<AnyFamily>, name: &str, help: &str) -> (HistogramFamily, usize) {
+fn histogram(
+    registry: &mut Registry,
+    families: &mut Vec<AnyFamily>,
+    name: &str,
+    help: &str,
+) -> (HistogramFamily, usize) {
     let f = HistogramFamily::new_with_constructor(new_histogram as fn() -> Histogram);
     registry.register(name, help, f.clone());
     families.push(AnyFamily::Histogram(f.clone()));
     (f, families.len() - 1)
 }
 
+/// A registered family and its index in `Shared::families` (for expiry).
+type Registered<F> = (F, usize);
+
+#[derive(Clone)]
+struct HttpFamilies {
+    config: PluginConfig,
+    requests: Registered<CounterFamily>,
+    responses: Option<Registered<CounterFamily>>,
+    duration: Registered<HistogramFamily>,
+}
+
 /// The registered L7 families, shared by every observer.
 #[derive(Clone, Default)]
 pub(crate) struct L7Families {
-    dns: Option<(PluginConfig, [(CounterFamily, usize); 3])>,
-    http: Option<(PluginConfig, (CounterFamily, usize), Option<(CounterFamily, usize)>, (HistogramFamily, usize))>,
+    dns: Option<(PluginConfig, [Registered<CounterFamily>; 3])>,
+    http: Option<HttpFamilies>,
 }
 
 impl L7Families {
-    pub(crate) fn register(plugins: &[PluginConfig], registry: &mut Registry, families: &mut Vec<AnyFamily>) -> Self {
+    pub(crate) fn register(
+        plugins: &[PluginConfig],
+        registry: &mut Registry,
+        families: &mut Vec<AnyFamily>,
+    ) -> Self {
         let mut out = L7Families::default();
         for p in plugins {
             match p.kind {
                 PluginKind::Dns => {
-                    let q = counter(registry, families, "hubble_dns_queries", "Number of DNS queries observed");
-                    let r = counter(registry, families, "hubble_dns_responses", "Number of DNS responses observed");
-                    let t = counter(registry, families, "hubble_dns_response_types", "Number of DNS response types");
+                    let q = counter(
+                        registry,
+                        families,
+                        "hubble_dns_queries",
+                        "Number of DNS queries observed",
+                    );
+                    let r = counter(
+                        registry,
+                        families,
+                        "hubble_dns_responses",
+                        "Number of DNS responses observed",
+                    );
+                    let t = counter(
+                        registry,
+                        families,
+                        "hubble_dns_response_types",
+                        "Number of DNS response types",
+                    );
                     out.dns = Some((p.clone(), [q, r, t]));
                 }
                 PluginKind::Http | PluginKind::HttpV2 => {
-                    let req = counter(registry, families, "hubble_http_requests", "Count of HTTP requests");
-                    let resp = (p.kind == PluginKind::Http)
-                        .then(|| counter(registry, families, "hubble_http_responses", "Count of HTTP responses"));
-                    let dur = histogram(
+                    let requests = counter(
+                        registry,
+                        families,
+                        "hubble_http_requests",
+                        "Count of HTTP requests",
+                    );
+                    let responses = (p.kind == PluginKind::Http).then(|| {
+                        counter(
+                            registry,
+                            families,
+                            "hubble_http_responses",
+                            "Count of HTTP responses",
+                        )
+                    });
+                    let duration = histogram(
                         registry,
                         families,
                         "hubble_http_request_duration_seconds",
                         "Quantiles of HTTP request duration in seconds",
                     );
-                    out.http = Some((p.clone(), req, resp, dur));
+                    out.http = Some(HttpFamilies {
+                        config: p.clone(),
+                        requests,
+                        responses,
+                        duration,
+                    });
                 }
                 _ => {}
             }
@@ -164,18 +222,23 @@ impl L7Families {
                 responses: r.clone(),
                 response_types: t.clone(),
             }),
-            http: self.http.as_ref().map(|(cfg, req, resp, dur)| HttpPlugin {
-                ctx: cfg.context.clone(),
-                v2: cfg.kind == PluginKind::HttpV2,
-                requests: req.clone(),
-                responses: resp.clone(),
-                duration: dur.clone(),
+            http: self.http.as_ref().map(|h| HttpPlugin {
+                ctx: h.config.context.clone(),
+                v2: h.config.kind == PluginKind::HttpV2,
+                requests: h.requests.clone(),
+                responses: h.responses.clone(),
+                duration: h.duration.clone(),
             }),
         }
     }
 }
 
-fn inc(shared: &Shared, (family, id): &(CounterFamily, usize), labels: LabelSet, pods: &[(String, String)]) {
+fn inc(
+    shared: &Shared,
+    (family, id): &(CounterFamily, usize),
+    labels: LabelSet,
+    pods: &[(String, String)],
+) {
     family.get_or_create(&labels).inc();
     if !pods.is_empty() {
         shared.bind(pods.to_vec(), *id, labels);
@@ -191,7 +254,12 @@ fn reporter(rec: &FlowRecord) -> &'static str {
 }
 
 impl L7Plugins {
-    pub(crate) fn observe_dns(&mut self, shared: &Shared, rec: &FlowRecord, dns: &DnsObservation<'_>) {
+    pub(crate) fn observe_dns(
+        &mut self,
+        shared: &Shared,
+        rec: &FlowRecord,
+        dns: &DnsObservation<'_>,
+    ) {
         let Some(p) = &self.dns else { return };
         if p.ignore_aaaa && dns.qtypes == ["AAAA"] {
             return;
@@ -213,7 +281,12 @@ impl L7Plugins {
         } else if rec.is_reply != reply::YES {
             inc(shared, &p.queries, with(ctx, ""), &pods);
         } else {
-            inc(shared, &p.responses, with(ctx.clone(), rcode_name(dns.rcode)), &pods);
+            inc(
+                shared,
+                &p.responses,
+                with(ctx.clone(), rcode_name(dns.rcode)),
+                &pods,
+            );
             for rr in dns.rrtypes {
                 let mut l = ctx.clone();
                 l.push(("type", (*rr).to_string()));
@@ -226,7 +299,12 @@ impl L7Plugins {
         }
     }
 
-    pub(crate) fn observe_http(&mut self, shared: &Shared, rec: &FlowRecord, http: &HttpObservation<'_>) {
+    pub(crate) fn observe_http(
+        &mut self,
+        shared: &Shared,
+        rec: &FlowRecord,
+        http: &HttpObservation<'_>,
+    ) {
         let Some(p) = &self.http else { return };
         if p.v2 && http.kind != HttpKind::Response {
             return;
@@ -260,7 +338,9 @@ impl L7Plugins {
             }
         }
         let (family, id) = &p.duration;
-        family.get_or_create(&dur_labels).observe(http.latency.as_secs_f64());
+        family
+            .get_or_create(&dur_labels)
+            .observe(http.latency.as_secs_f64());
         if !pods.is_empty() {
             shared.bind(pods, *id, dur_labels);
         }

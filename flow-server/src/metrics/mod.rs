@@ -3,7 +3,7 @@
 //!
 //! Wiring, in the server binary:
 //! ```ignore
-//! let config = MetricsConfig::from_hubble("flow drop tcp port-distribution icmp policy")?;
+//! let config = MetricsConfig::from_hubble(DEFAULT_METRICS)?; // or the --metrics flag
 //! let metrics = Metrics::new(&config, metadata.clone())?;
 //! pipeline.add_observer(Box::new(metrics.observer("perf")));   // hot path, writer thread
 //! metrics.watch_pipeline("perf", stats.clone(), ring.clone());  // periscope_* counters
@@ -35,7 +35,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub use context::{ContextError, ContextId, ContextOptions, LabelCtx};
-pub use http::{CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, DEFAULT_METRICS_ADDRESS, serve_metrics, wants_openmetrics};
+pub use http::{
+    CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, DEFAULT_METRICS_ADDRESS, serve_metrics,
+    wants_openmetrics,
+};
 pub use l7::{DnsObservation, HttpKind, HttpObservation};
 pub use observer::MetricsObserver;
 pub use options::{OptionsError, PluginConfig, PluginKind, parse_metrics};
@@ -53,8 +56,18 @@ pub(crate) type CounterFamily = Family<LabelSet, Counter>;
 /// Hubble's default delay before the series of a deleted pod are removed.
 pub const DEFAULT_DELETE_DELAY: Duration = Duration::from_secs(60);
 
-/// The plugins `periscope demo` enables (the issue's list).
-pub const DEMO_METRICS: &str = "flow drop tcp port-distribution icmp policy";
+/// The plugins and contexts the Grafana dashboards expect (`periscope demo` and the Helm chart's
+/// default): flow, drop, tcp, port-distribution, icmp, policy and flows-to-world, with workload
+/// contexts and namespace labels.
+pub const DEFAULT_METRICS: &str = "\
+flow:sourceContext=workload-name|reserved-identity;destinationContext=workload-name|reserved-identity;\
+labelsContext=source_namespace,destination_namespace \
+drop:sourceContext=workload-name|reserved-identity;destinationContext=workload-name|reserved-identity;\
+labelsContext=source_namespace,destination_namespace \
+tcp port-distribution icmp \
+policy:sourceContext=workload-name|reserved-identity;destinationContext=workload-name|reserved-identity;\
+labelsContext=source_namespace,destination_namespace \
+flows-to-world:any-drop;port;sourceContext=workload-name|reserved-identity;labelsContext=source_namespace";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -158,7 +171,9 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("epoch", &self.epoch).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
     }
 }
 
@@ -179,7 +194,8 @@ impl Shared {
     }
 
     pub(crate) fn lost_counter(&self, source: LostSource) -> Counter {
-        self.lost.get_or_create_owned(&vec![("source", source.label().to_string())])
+        self.lost
+            .get_or_create_owned(&vec![("source", source.label().to_string())])
     }
 
     /// Removes every series that names one of `pods`; returns how many were removed.
@@ -187,7 +203,9 @@ impl Shared {
         let mut removed = 0;
         let mut b = self.bindings.lock();
         for pod in pods {
-            let Some(series) = b.by_pod.remove(pod) else { continue };
+            let Some(series) = b.by_pod.remove(pod) else {
+                continue;
+            };
             for s in series {
                 if let Some(f) = self.families.get(s.0)
                     && f.remove(&s.1)
@@ -240,8 +258,14 @@ fn flow_family_name(kind: PluginKind) -> Option<(&'static str, &'static str)> {
             "Numbers of packets distributed by destination port",
         ),
         PluginKind::Icmp => ("hubble_icmp", "Number of ICMP messages"),
-        PluginKind::Policy => ("hubble_policy_verdicts", "Total number of Cilium network policy verdicts"),
-        PluginKind::FlowsToWorld => ("hubble_flows_to_world", "Total number of flows to reserved:world"),
+        PluginKind::Policy => (
+            "hubble_policy_verdicts",
+            "Total number of Cilium network policy verdicts",
+        ),
+        PluginKind::FlowsToWorld => (
+            "hubble_flows_to_world",
+            "Total number of flows to reserved:world",
+        ),
         PluginKind::Dns | PluginKind::Http | PluginKind::HttpV2 => return None,
     })
 }
@@ -328,7 +352,12 @@ impl Metrics {
             .inner
             .decoded
             .get_or_create_owned(&vec![("source", source.to_string())]);
-        MetricsObserver::new(self.inner.shared.clone(), plugins, self.inner.l7.plugins(), decoded)
+        MetricsObserver::new(
+            self.inner.shared.clone(),
+            plugins,
+            self.inner.l7.plugins(),
+            decoded,
+        )
     }
 
     /// Exports a pipeline's counters and ring occupancy under `source`.

@@ -11,16 +11,17 @@ use crate::record::{FlowRecord, direction, proto};
 /// Small integer that identifies the protocol label of a record (for cache keys).
 pub fn protocol_id(rec: &FlowRecord) -> u8 {
     match rec.msg_type {
-        message_type::DROP | message_type::TRACE | message_type::POLICY_VERDICT | message_type::CAPTURE => {
-            match rec.l4_proto {
-                proto::TCP => 1,
-                proto::UDP => 2,
-                proto::ICMP => 3,
-                proto::ICMPV6 => 4,
-                proto::SCTP => 5,
-                _ => 6,
-            }
-        }
+        message_type::DROP
+        | message_type::TRACE
+        | message_type::POLICY_VERDICT
+        | message_type::CAPTURE => match rec.l4_proto {
+            proto::TCP => 1,
+            proto::UDP => 2,
+            proto::ICMP => 3,
+            proto::ICMPV6 => 4,
+            proto::SCTP => 5,
+            _ => 6,
+        },
         message_type::ACCESS_LOG => 7,
         _ => 0,
     }
@@ -184,7 +185,10 @@ fn icmp_v4_name(t: u8, c: u8) -> (Option<&'static str>, Option<&'static str>) {
         18 => "AddressMaskReply",
         _ => return (None, None),
     };
-    (Some(name), codes.and_then(|c_names| c_names.get(usize::from(c)).copied()))
+    (
+        Some(name),
+        codes.and_then(|c_names| c_names.get(usize::from(c)).copied()),
+    )
 }
 
 fn icmp_v6_name(t: u8, c: u8) -> (Option<&'static str>, Option<&'static str>) {
@@ -220,14 +224,25 @@ fn icmp_v6_name(t: u8, c: u8) -> (Option<&'static str>, Option<&'static str>) {
         137 => "Redirect",
         _ => return (None, None),
     };
-    (Some(name), codes.and_then(|c_names| c_names.get(usize::from(c)).copied()))
+    (
+        Some(name),
+        codes.and_then(|c_names| c_names.get(usize::from(c)).copied()),
+    )
 }
 
 /// gopacket's `ICMPv4TypeCode.String()` / `ICMPv6TypeCode.String()` forms, e.g. `EchoRequest`,
 /// `DestinationUnreachable(Port)`, `Redirect(Code: 9)`, `42(0)`.
 pub fn icmp_type(v6: bool, t: u8, c: u8) -> String {
-    let (name, code_name) = if v6 { icmp_v6_name(t, c) } else { icmp_v4_name(t, c) };
-    let has_code_table = if v6 { matches!(t, 1 | 3 | 4) } else { matches!(t, 3 | 5 | 11 | 12) };
+    let (name, code_name) = if v6 {
+        icmp_v6_name(t, c)
+    } else {
+        icmp_v4_name(t, c)
+    };
+    let has_code_table = if v6 {
+        matches!(t, 1 | 3 | 4)
+    } else {
+        matches!(t, 3 | 5 | 11 | 12)
+    };
     match (name, code_name) {
         (None, _) => format!("{t}({c})"),
         (Some(n), Some(cn)) => format!("{n}({cn})"),
@@ -249,7 +264,10 @@ mod tests {
         assert_eq!(icmp_type(false, 8, 1), "EchoRequest(Code: 1)");
         assert_eq!(icmp_type(false, 42, 7), "42(7)");
         assert_eq!(icmp_type(true, 128, 0), "EchoRequest");
-        assert_eq!(icmp_type(true, 1, 4), "DestinationUnreachable(PortUnreachable)");
+        assert_eq!(
+            icmp_type(true, 1, 4),
+            "DestinationUnreachable(PortUnreachable)"
+        );
         assert_eq!(icmp_type(true, 135, 0), "NeighborSolicitation");
     }
 

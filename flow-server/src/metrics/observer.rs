@@ -24,7 +24,7 @@ use crate::pipeline::FlowObserver;
 use crate::record::{FlowRecord, kind, proto, reply, tcp, verdict};
 
 /// Entries per plugin cache before it is cleared (bounds memory as metadata indexes churn).
-pub(crate) const MAX_CACHE: usize = 1 << 16;
+pub(crate) const MAX_CACHE: usize = 1 << 14;
 
 /// FxHash: a multiply-rotate hasher; keys are our own small integers, so no DoS concern.
 #[derive(Default, Clone, Copy)]
@@ -98,10 +98,26 @@ fn context_key(needs: &Needs, rec: &FlowRecord, fixed: u64) -> Key {
     let side = |meta: u32, id: u32| (u64::from(meta) << 32) | u64::from(id);
     Key {
         fixed,
-        src: if needs.src_endpoint { side(rec.src_meta, rec.src_identity) } else { 0 },
-        dst: if needs.dst_endpoint { side(rec.dst_meta, rec.dst_identity) } else { 0 },
-        src_ip: if needs.src_ip { u128::from_le_bytes(rec.src_ip) } else { 0 },
-        dst_ip: if needs.dst_ip { u128::from_le_bytes(rec.dst_ip) } else { 0 },
+        src: if needs.src_endpoint {
+            side(rec.src_meta, rec.src_identity)
+        } else {
+            0
+        },
+        dst: if needs.dst_endpoint {
+            side(rec.dst_meta, rec.dst_identity)
+        } else {
+            0
+        },
+        src_ip: if needs.src_ip {
+            u128::from_le_bytes(rec.src_ip)
+        } else {
+            0
+        },
+        dst_ip: if needs.dst_ip {
+            u128::from_le_bytes(rec.dst_ip)
+        } else {
+            0
+        },
         dir: if needs.direction { rec.direction } else { 0 },
     }
 }
@@ -114,16 +130,41 @@ pub(crate) struct SideData {
 }
 
 impl SideData {
-    pub(crate) fn new(md: &Metadata, meta: u32, identity: u32, ip: Option<std::net::IpAddr>) -> Self {
-        let endpoint = if meta != 0 { md.table.endpoint(meta) } else { None };
-        let identity_labels = if endpoint.is_some() { Vec::new() } else { md.identity_labels(identity) };
-        Self { endpoint, identity_labels, ip }
+    pub(crate) fn new(
+        md: &Metadata,
+        meta: u32,
+        identity: u32,
+        ip: Option<std::net::IpAddr>,
+    ) -> Self {
+        let endpoint = if meta != 0 {
+            md.table.endpoint(meta)
+        } else {
+            None
+        };
+        let identity_labels = if endpoint.is_some() {
+            Vec::new()
+        } else {
+            md.identity_labels(identity)
+        };
+        Self {
+            endpoint,
+            identity_labels,
+            ip,
+        }
     }
 
     pub(crate) fn side(&self) -> Side<'_> {
         match &self.endpoint {
-            Some(e) => Side { endpoint: Some(&e.info), labels: &e.info.labels, ip: self.ip },
-            None => Side { endpoint: None, labels: &self.identity_labels, ip: self.ip },
+            Some(e) => Side {
+                endpoint: Some(&e.info),
+                labels: &e.info.labels,
+                ip: self.ip,
+            },
+            None => Side {
+                endpoint: None,
+                labels: &self.identity_labels,
+                ip: self.ip,
+            },
         }
     }
 }
@@ -226,7 +267,10 @@ impl FlowPlugin {
                 out.push(("type", names::icmp_type(v6, rec.icmp_type, rec.icmp_code)));
             }
             (PluginKind::Policy, true) => {
-                out.push(("direction", names::policy_direction(rec.direction).to_string()));
+                out.push((
+                    "direction",
+                    names::policy_direction(rec.direction).to_string(),
+                ));
                 out.push(("match", names::policy_match(rec.match_type).to_string()));
                 out.push(("action", names::verdict(rec.verdict).to_ascii_lowercase()));
             }
@@ -234,7 +278,10 @@ impl FlowPlugin {
                 out.push(("protocol", names::protocol(p).to_string()));
                 out.push(("verdict", names::verdict(rec.verdict).into_owned()));
                 if self.port {
-                    out.push(("port", l4_port(rec).map(|p| p.to_string()).unwrap_or_default()));
+                    out.push((
+                        "port",
+                        l4_port(rec).map(|p| p.to_string()).unwrap_or_default(),
+                    ));
                 }
             }
             _ => {}
@@ -275,7 +322,11 @@ impl FlowPlugin {
         let p = u64::from(names::protocol_id(rec));
         match self.kind {
             PluginKind::Flow => {
-                let sub = if rec.msg_type == message_type::TRACE { rec.subtype } else { 0 };
+                let sub = if rec.msg_type == message_type::TRACE {
+                    rec.subtype
+                } else {
+                    0
+                };
                 let fixed = u64::from(rec.msg_type)
                     | (u64::from(sub) << 8)
                     | (u64::from(rec.verdict) << 16)
@@ -295,7 +346,11 @@ impl FlowPlugin {
                         self.bump(fam | u64::from(FLAG_FIN), rec, FLAG_FIN, shared);
                     }
                     if f & tcp::SYN != 0 {
-                        let id = if f & tcp::ACK != 0 { FLAG_SYN_ACK } else { FLAG_SYN };
+                        let id = if f & tcp::ACK != 0 {
+                            FLAG_SYN_ACK
+                        } else {
+                            FLAG_SYN
+                        };
                         self.bump(fam | u64::from(id), rec, id, shared);
                     }
                     if f & tcp::RST != 0 {
@@ -312,7 +367,8 @@ impl FlowPlugin {
             }
             PluginKind::Icmp => {
                 if matches!(rec.l4_proto, proto::ICMP | proto::ICMPV6) {
-                    let fixed = p | (u64::from(rec.icmp_type) << 8) | (u64::from(rec.icmp_code) << 16);
+                    let fixed =
+                        p | (u64::from(rec.icmp_type) << 8) | (u64::from(rec.icmp_code) << 16);
                     self.bump(fixed, rec, 0, shared);
                 }
             }
@@ -326,8 +382,17 @@ impl FlowPlugin {
             }
             PluginKind::FlowsToWorld => {
                 if self.counts_to_world(rec, &shared.metadata, world) {
-                    let port = if self.port { u64::from(l4_port(rec).unwrap_or(0)) | (1 << 16) } else { 0 };
-                    self.bump(p | (u64::from(rec.verdict) << 8) | (port << 16), rec, 0, shared);
+                    let port = if self.port {
+                        u64::from(l4_port(rec).unwrap_or(0)) | (1 << 16)
+                    } else {
+                        0
+                    };
+                    self.bump(
+                        p | (u64::from(rec.verdict) << 8) | (port << 16),
+                        rec,
+                        0,
+                        shared,
+                    );
                 }
             }
             // L7 plugins are driven by L7 observations, not L3/L4 records.
@@ -347,7 +412,9 @@ impl FlowPlugin {
         } else if is_reply {
             return false;
         }
-        if self.syn_only && (rec.l4_proto != proto::TCP || rec.tcp_flags & tcp::SYN == 0 || is_reply) {
+        if self.syn_only
+            && (rec.l4_proto != proto::TCP || rec.tcp_flags & tcp::SYN == 0 || is_reply)
+        {
             return false;
         }
         true
@@ -393,7 +460,12 @@ pub struct MetricsObserver {
 }
 
 impl MetricsObserver {
-    pub(crate) fn new(shared: Arc<Shared>, plugins: Vec<FlowPlugin>, l7: L7Plugins, decoded: Counter) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        plugins: Vec<FlowPlugin>,
+        l7: L7Plugins,
+        decoded: Counter,
+    ) -> Self {
         let lost_perf = shared.lost_counter(super::LostSource::PerfEventRingBuffer);
         Self {
             epoch: shared.epoch.load(Ordering::Acquire),

@@ -118,9 +118,12 @@ fn known_plugins() -> String {
         .join(", ")
 }
 
+/// A plugin name and its raw `key=value` options, before validation.
+type RawEntry = (String, Vec<(String, String)>);
+
 /// Splits a `--metrics` string into (name, raw options) pairs without validating them.
-fn split_entries(s: &str) -> Result<Vec<(String, Vec<(String, String)>)>, OptionsError> {
-    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+fn split_entries(s: &str) -> Result<Vec<RawEntry>, OptionsError> {
+    let mut out: Vec<RawEntry> = Vec::new();
     for token in s.split_whitespace() {
         for piece in token.split(',') {
             if piece.is_empty() {
@@ -205,8 +208,9 @@ mod tests {
 
     #[test]
     fn parses_the_issue_example() {
-        let p = parse_metrics("drop;sourceContext=namespace,tcp,flow,port-distribution,icmp,policy")
-            .expect("valid");
+        let p =
+            parse_metrics("drop;sourceContext=namespace,tcp,flow,port-distribution,icmp,policy")
+                .expect("valid");
         let kinds: Vec<_> = p.iter().map(|c| c.kind).collect();
         assert_eq!(
             kinds,
@@ -269,10 +273,16 @@ mod tests {
     fn bad_strings_name_what_is_wrong() {
         let cases = [
             ("flow,bogus", "unknown metric \"bogus\""),
-            ("drop:sourceContext=namespaces", "unknown context \"namespaces\""),
+            (
+                "drop:sourceContext=namespaces",
+                "unknown context \"namespaces\"",
+            ),
             ("drop:sourceContext=namespace|", "unknown context \"\""),
             ("tcp:colour=blue", "unknown option \"colour\""),
-            ("flow:labelsContext=source_pod,sauce_ip", "invalid labelsContext value \"sauce_ip\""),
+            (
+                "flow:labelsContext=source_pod,sauce_ip",
+                "invalid labelsContext value \"sauce_ip\"",
+            ),
             ("flow:destinationContext", "needs a value"),
             ("flow flow", "listed more than once"),
             ("http httpV2", "cannot be enabled together"),

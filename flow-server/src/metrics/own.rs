@@ -23,7 +23,9 @@ pub(crate) struct Watched {
 
 impl std::fmt::Debug for Watched {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watched").field("source", &self.source).finish()
+        f.debug_struct("Watched")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -49,7 +51,8 @@ fn per_source(
         let v = value(w);
         match kind {
             MetricType::Counter => ConstCounter::new(v).encode(m.encode_family(&labels)?)?,
-            _ => ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(m.encode_family(&labels)?)?,
+            _ => ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+                .encode(m.encode_family(&labels)?)?,
         }
     }
     Ok(())
