@@ -41,6 +41,30 @@ pub enum Command {
     /// List objects known to the server
     #[command(subcommand)]
     List(ListCommand),
+    /// Live terminal flow viewer (like `top` for flows)
+    Top(TopArgs),
+}
+
+/// `periscope top`: the terminal flow viewer. Takes the same filter flags as `observe` (they
+/// become the initial contents of the viewer's filter bar).
+#[derive(Debug, Clone, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub filters: FilterArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Flows kept in the viewer; older ones are dropped (and counted)
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub buffer: usize,
+    /// Flows of history to load each time the filter changes
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    pub last: u64,
+    /// Frames drawn per second at most
+    #[arg(long, default_value_t = 20, value_name = "FPS")]
+    pub fps: u16,
+    /// Print IP addresses instead of pod, service and DNS names
+    #[arg(long)]
+    pub numeric: bool,
 }
 
 /// `periscope list …`

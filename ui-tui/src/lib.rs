@@ -6,7 +6,8 @@
 //! [`cli::ServerArgs`], [`cli::SelectorArgs`], [`cli::FormatArgs`]); [`filters`] and
 //! [`request`] turn flags into a `GetFlowsRequest` (pure, no I/O); [`output`] prints responses
 //! (pure per-format modules plus a streaming [`output::Printer`]); [`client`] connects with a
-//! timeout; [`commands`] wires them together for each subcommand.
+//! timeout; [`commands`] wires them together for each subcommand; [`tui`] is `periscope top`,
+//! the terminal viewer, built on the same pieces.
 
 pub mod cli;
 pub mod client;
@@ -16,5 +17,6 @@ pub mod filters;
 pub mod output;
 pub mod request;
 pub mod timefmt;
+pub mod tui;
 
 pub use error::CliError;

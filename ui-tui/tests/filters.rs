@@ -186,7 +186,7 @@ fn flags_build_hubbles_filters() {
             }]),
         ),
         (
-            "other event type names (our datapath's message numbers)",
+            "other event type names (Cilium's message numbers)",
             vec![
                 "-t",
                 "drop",
@@ -200,7 +200,7 @@ fn flags_build_hubbles_filters() {
                 "trace:to-stack",
             ],
             white(vec![FlowFilter {
-                event_type: vec![et(1), et(9), et(12), et(3), et_sub(4, 3)],
+                event_type: vec![et(1), et(5), et(7), et(3), et_sub(4, 3)],
                 ..ff()
             }]),
         ),

@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::List(ListCommand::Namespaces(args)) => {
             list::namespaces(&args, &mut std::io::stdout().lock()).await
         }
+        Command::Top(args) => crate::tui::run(&args).await,
     }
 }
 

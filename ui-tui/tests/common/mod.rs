@@ -254,7 +254,7 @@ pub fn flows() -> Vec<Flow> {
             destination: pod("default", DEATHSTAR_POD, 17839, "deathstar"),
             r#type: FlowType::L3L4 as i32,
             node_name: "kind-worker".into(),
-            event_type: event(9, 0),
+            event_type: event(5, 0),
             policy_match_type: 2,
             traffic_direction: TrafficDirection::Ingress as i32,
             summary: "TCP Flags: SYN".into(),
