@@ -43,6 +43,19 @@ pub enum Command {
     List(ListCommand),
     /// Live terminal flow viewer (like `top` for flows)
     Top(TopArgs),
+    /// Manage the local netns cluster: up, down, exec <pod> -- cmd, status (runs `periscope-cluster`)
+    #[command(disable_help_flag = true)]
+    Cluster(PassthroughArgs),
+    /// Run the node agent: eBPF datapath + Observer API (runs `periscope-agent`)
+    #[command(disable_help_flag = true)]
+    Agent(PassthroughArgs),
+}
+
+/// Arguments handed unchanged to a companion binary.
+#[derive(Debug, Clone, Args)]
+pub struct PassthroughArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// `periscope top`: the terminal flow viewer. Takes the same filter flags as `observe` (they

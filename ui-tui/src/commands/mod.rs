@@ -34,6 +34,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             list::namespaces(&args, &mut std::io::stdout().lock()).await
         }
         Command::Top(args) => crate::tui::run(&args).await,
+        Command::Cluster(p) => companion("periscope-cluster", &p.args),
+        Command::Agent(p) => companion("periscope-agent", &p.args),
     }
 }
 
@@ -58,5 +60,22 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+/// Runs a companion binary (installed next to `periscope`, or on PATH) and exits with its status.
+fn companion(name: &str, args: &[String]) -> Result<(), CliError> {
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(name)))
+        .filter(|p| p.is_file());
+    let program = sibling.unwrap_or_else(|| std::path::PathBuf::from(name));
+    let status = std::process::Command::new(&program).args(args).status().map_err(|e| {
+        CliError::Usage(format!("cannot run {}: {e} (build it with `cargo build --workspace`)", program.display()))
+    })?;
+    if status.success() {
+        Ok(())
+    } else {
+        std::process::exit(status.code().unwrap_or(1));
     }
 }
