@@ -8,3 +8,4 @@ pub mod identity;
 pub mod loader;
 pub mod maps;
 pub mod perf;
+pub mod policy;

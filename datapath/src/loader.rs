@@ -18,6 +18,8 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use aya::maps::Map;
@@ -29,7 +31,7 @@ use periscope_probes::probes::{self, Aggregation, PROBES_OBJECT};
 use tracing::{debug, info, warn};
 
 use crate::maps::{Conntrack, EndpointMap, Ipcache, MapsError};
-use crate::perf::{PerfConfig, PerfError, PerfReader};
+use crate::perf::{PerfConfig, PerfError, PerfReader, ReaderSlot};
 
 /// Where bpffs is normally mounted.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
@@ -168,6 +170,8 @@ pub enum LoaderError {
     Maps(#[from] MapsError),
     #[error(transparent)]
     Perf(#[from] PerfError),
+    #[error("a perf reader is already open for this datapath")]
+    ReaderActive,
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> LoaderError {
@@ -278,6 +282,7 @@ pub struct Datapath {
     attached: BTreeMap<(String, Hook), Attachment>,
     pin_dir: PathBuf,
     preference: AttachPreference,
+    reader_active: Arc<AtomicBool>,
 }
 
 impl Datapath {
@@ -348,6 +353,7 @@ impl Datapath {
             attached: BTreeMap::new(),
             pin_dir: pin_dir.to_owned(),
             preference: config.attach,
+            reader_active: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -376,10 +382,12 @@ impl Datapath {
         &self.conntrack
     }
 
-    /// Opens per-CPU perf buffers and stores them in the `events` array.
+    /// Opens per-CPU perf buffers and stores them in the `events` array. One reader at a time:
+    /// a second call fails with [`LoaderError::ReaderActive`] until the first reader is dropped.
     pub fn perf_reader(&self, config: &PerfConfig) -> Result<PerfReader, LoaderError> {
+        let slot = ReaderSlot::claim(&self.reader_active).ok_or(LoaderError::ReaderActive)?;
         let events = self.events_fd()?;
-        Ok(PerfReader::open(events, config)?)
+        Ok(PerfReader::open(events, config)?.with_slot(slot))
     }
 
     fn events_fd(&self) -> Result<BorrowedFd<'_>, LoaderError> {

@@ -430,6 +430,26 @@ pub struct PerfReader {
     scratch: Vec<u8>,
     stats: Arc<PerfStats>,
     flush_interval: Duration,
+    /// Released after Drop has cleared the map slots (fields drop after `drop`).
+    _slot: Option<ReaderSlot>,
+}
+
+/// Marks an events map as having a reader. Two readers on one map would overwrite each other's
+/// slots, and the first to go would unhook the second, so the loader hands out one at a time.
+#[derive(Debug)]
+pub(crate) struct ReaderSlot(Arc<AtomicBool>);
+
+impl ReaderSlot {
+    /// Claims `flag`; `None` if a reader already holds it.
+    pub(crate) fn claim(flag: &Arc<AtomicBool>) -> Option<Self> {
+        (!flag.swap(true, Ordering::AcqRel)).then(|| Self(Arc::clone(flag)))
+    }
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 // SAFETY: the raw pointers are private mmaps owned by this reader; nothing else aliases them in
@@ -438,6 +458,10 @@ unsafe impl Send for PerfReader {}
 
 impl PerfReader {
     /// Opens a ring for each online CPU and stores its fd in `events_map` at the CPU's index.
+    /// Only one reader may serve a map at a time (prefer [`Datapath::perf_reader`], which
+    /// enforces that).
+    ///
+    /// [`Datapath::perf_reader`]: crate::loader::Datapath::perf_reader
     pub fn open(events_map: BorrowedFd<'_>, config: &PerfConfig) -> Result<Self, PerfError> {
         let pages = config.pages_per_cpu;
         if pages == 0 || !pages.is_power_of_two() {
@@ -467,6 +491,7 @@ impl PerfReader {
             scratch: Vec::new(),
             stats: Arc::new(PerfStats::default()),
             flush_interval: config.flush_interval,
+            _slot: None,
         };
         let mut counters = Vec::with_capacity(cpus.len());
         for cpu in cpus {
@@ -494,6 +519,11 @@ impl PerfReader {
         }
         reader.stats = Arc::new(PerfStats { cpus: counters });
         Ok(reader)
+    }
+
+    pub(crate) fn with_slot(mut self, slot: ReaderSlot) -> Self {
+        self._slot = Some(slot);
+        self
     }
 
     /// Live per-CPU counters.

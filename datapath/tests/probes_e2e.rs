@@ -3,7 +3,7 @@
 //! Needs root (creates a network namespace and a veth pair, loads BPF programs); skips with a
 //! printed reason otherwise. Traffic stays inside the veth pair the test creates.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -11,11 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use periscope_datapath::loader::{
-    AttachMode, AttachPreference, Datapath, Hook, LoaderConfig, PIN_ROOT, tcx_attachments,
+    AttachMode, AttachPreference, Datapath, Hook, LoaderConfig, LoaderError, PIN_ROOT,
+    tcx_attachments,
 };
 use periscope_datapath::maps::Endpoint;
 use periscope_datapath::perf::{PerfConfig, PerfReader};
-use periscope_probes::abi::{self, TraceNotify, message_type, obs_point, trace_reason};
+use periscope_probes::abi::{
+    self, TraceNotify, message_type, notify_flags, obs_point, trace_reason,
+};
 use periscope_probes::probes::Aggregation;
 use periscope_probes::source::{EventSink, EventSource, RawEvent};
 
@@ -113,6 +116,37 @@ impl PodNet {
             "-W", "1", "-w", "20", &host,
         ])
         .expect("ping through the veth pair");
+    }
+
+    /// Adds IPv6 addresses (no duplicate address detection, so they are usable at once).
+    fn enable_ipv6(&self, tag: u8) -> (Ipv6Addr, Ipv6Addr) {
+        let host: Ipv6Addr = format!("fd00:213:{tag}::1").parse().expect("v6");
+        let pod: Ipv6Addr = format!("fd00:213:{tag}::2").parse().expect("v6");
+        let pod_if = self.host_if.replacen('h', "p", 1);
+        let (host_cidr, pod_cidr) = (format!("{host}/64"), format!("{pod}/64"));
+        let host_v6_on = format!("net.ipv6.conf.{}.disable_ipv6=0", self.host_if);
+        let pod_v6_on = format!("net.ipv6.conf.{pod_if}.disable_ipv6=0");
+        #[rustfmt::skip]
+        let steps: [&[&str]; 4] = [
+            &["sysctl", "-qw", &host_v6_on],
+            &["ip", "netns", "exec", &self.ns, "sysctl", "-qw", &pod_v6_on],
+            &["ip", "addr", "add", &host_cidr, "dev", &self.host_if, "nodad"],
+            &["ip", "-n", &self.ns, "addr", "add", &pod_cidr, "dev", &pod_if, "nodad"],
+        ];
+        for step in steps {
+            run(step).expect("enabling IPv6 on the test pair");
+        }
+        (host, pod)
+    }
+
+    fn ping6(&self, target: Ipv6Addr, count: u32) {
+        let count = count.to_string();
+        let target = target.to_string();
+        run(&[
+            "ip", "netns", "exec", &self.ns, "ping", "-6", "-q", "-n", "-c", &count, "-i", "0.2",
+            "-W", "1", "-w", "20", &target,
+        ])
+        .expect("ping6 through the veth pair");
     }
 }
 
@@ -316,6 +350,14 @@ fn traces_every_ping_then_aggregates() {
         assert_eq!(
             our_tcx_programs(&net.host_if),
             ["from_container", "to_container"]
+        );
+
+        assert!(
+            matches!(
+                dp.perf_reader(&PerfConfig::default()),
+                Err(LoaderError::ReaderActive)
+            ),
+            "one reader per datapath"
         );
 
         net.ping(PINGS, "0.2");
@@ -538,4 +580,258 @@ fn restarts_replace_stale_pins_and_attachments() {
     drop(first);
     assert_torn_down(&instance, &net);
     assert_torn_down(&other, &net);
+}
+
+/// Echo requests/replies (ICMPv6 128/129) decoded from IPv6 captures: (trace, type, seq).
+fn icmpv6_echoes(samples: &[Vec<u8>]) -> Vec<(TraceNotify, u8, u16, Ipv6Addr, Ipv6Addr)> {
+    let mut out = Vec::new();
+    for s in samples {
+        let hdr: TraceNotify = abi::read_header(s).expect("trace header");
+        let cap = usize::from(hdr.hdr.len_cap);
+        let Some(pkt) = s.get(abi::TRACE_NOTIFY_V1_LEN..abi::TRACE_NOTIFY_V1_LEN + cap) else {
+            continue;
+        };
+        // Ethernet, IPv6 (next header ICMPv6 = 58), ICMPv6 echo.
+        if pkt.len() < 62 || pkt[12..14] != [0x86, 0xdd] || pkt[20] != 58 {
+            continue;
+        }
+        let ty = pkt[54];
+        if ty != 128 && ty != 129 {
+            continue;
+        }
+        let addr = |o: usize| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&pkt[o..o + 16]);
+            Ipv6Addr::from(b)
+        };
+        let seq = u16::from_be_bytes([pkt[60], pkt[61]]);
+        out.push((hdr, ty, seq, addr(22), addr(38)));
+    }
+    out.sort_by_key(|e| (e.2, e.1 == 129));
+    out
+}
+
+#[test]
+fn ipv6_and_uplink_hooks_are_traced() {
+    if skip_unless_root("ipv6_and_uplink_hooks_are_traced") {
+        return;
+    }
+    let net = PodNet::create(3);
+    let (host6, pod6) = net.enable_ipv6(3);
+    let instance = format!("e2e-v6-{}", std::process::id());
+    let (mut dp, mut reader) = setup(&net, &instance, Aggregation::None, AttachPreference::Auto);
+    // Identities for the pod /128 and, via a shorter prefix, everything else in the /64.
+    dp.ipcache_mut()
+        .insert(IpAddr::V6(pod6), 128, POD_IDENTITY)
+        .expect("ipcache v6");
+    dp.ipcache_mut()
+        .insert(IpAddr::V6(host6), 64, HOST_IDENTITY)
+        .expect("ipcache v6 prefix");
+    assert_eq!(
+        dp.ipcache().lookup(IpAddr::V6(host6)).expect("lookup"),
+        Some(HOST_IDENTITY)
+    );
+    dp.endpoints_mut()
+        .insert(&Endpoint {
+            ip: IpAddr::V6(pod6),
+            id: POD_ENDPOINT_ID,
+            ifindex: nix_ifindex(&net.host_if),
+            identity: POD_IDENTITY,
+        })
+        .expect("endpoint v6");
+
+    // Pod veth hooks, IPv6.
+    dp.attach_endpoint(&net.host_if).expect("attach");
+    net.ping6(host6, 3);
+    let mut sink = Collect::default();
+    drain(&mut reader, &mut sink, Duration::from_secs(5));
+    let echoes = icmpv6_echoes(&sink.samples);
+    assert_eq!(echoes.len(), 6, "3 requests + 3 replies: {echoes:#?}");
+    for (i, (h, ty, seq, src, dst)) in echoes.iter().enumerate() {
+        assert_eq!(h.flags & notify_flags::IS_IPV6, notify_flags::IS_IPV6);
+        assert_eq!(h.hdr.source, POD_ENDPOINT_ID);
+        assert_eq!(*seq, (i / 2 + 1) as u16);
+        if *ty == 128 {
+            assert_eq!(h.hdr.subtype, obs_point::FROM_LXC);
+            assert_eq!((*src, *dst), (pod6, host6));
+            assert_eq!((h.src_label, h.dst_label), (POD_IDENTITY, HOST_IDENTITY));
+            let want = if i == 0 {
+                trace_reason::POLICY
+            } else {
+                trace_reason::CT_ESTABLISHED
+            };
+            assert_eq!(h.reason, want);
+        } else {
+            assert_eq!(h.hdr.subtype, obs_point::TO_LXC);
+            assert_eq!((*src, *dst), (host6, pod6));
+            assert_eq!((h.src_label, h.dst_label), (HOST_IDENTITY, POD_IDENTITY));
+            assert_eq!(h.dst_id, POD_ENDPOINT_ID);
+            assert_eq!(h.reason, trace_reason::CT_REPLY);
+        }
+    }
+
+    // The same veth treated as a node uplink: network observation points, no endpoint source.
+    dp.detach_interface(&net.host_if);
+    assert!(dp.attachments().is_empty());
+    dp.attach_netdev(&net.host_if).expect("attach uplink hooks");
+    net.ping(2, "0.2");
+    let mut sink = Collect::default();
+    drain(&mut reader, &mut sink, Duration::from_secs(5));
+    let traces = icmp_traces(&sink.samples);
+    let from: Vec<&Trace> = traces
+        .iter()
+        .filter(|t| t.hdr.hdr.subtype == obs_point::FROM_NETWORK)
+        .collect();
+    let to: Vec<&Trace> = traces
+        .iter()
+        .filter(|t| t.hdr.hdr.subtype == obs_point::TO_NETWORK)
+        .collect();
+    assert_eq!((from.len(), to.len()), (2, 2), "{traces:#?}");
+    assert!(traces.iter().all(|t| t.hdr.hdr.source == 0));
+    // Netdev conntrack is its own scope: the first request is new there too.
+    assert_eq!(from[0].hdr.reason, trace_reason::POLICY);
+    assert_eq!(from[1].hdr.reason, trace_reason::CT_ESTABLISHED);
+    assert!(to.iter().all(|t| t.hdr.reason == trace_reason::CT_REPLY));
+    assert_eq!(to[0].hdr.dst_id, POD_ENDPOINT_ID);
+    drop(reader);
+    drop(dp);
+    assert_torn_down(&instance, &net);
+}
+
+/// Runs `f` on a thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("netns file");
+        // SAFETY: a valid namespace fd; CLONE_NEWNET only affects this thread.
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}");
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+const TCP_PSH: u8 = 0x08;
+const TCP_FIN: u8 = 0x01;
+
+/// (trace, TCP flags) of the TCP packets in `samples`.
+fn tcp_traces(samples: &[Vec<u8>]) -> Vec<(TraceNotify, u8)> {
+    samples
+        .iter()
+        .filter_map(|s| {
+            let hdr: TraceNotify = abi::read_header(s)?;
+            let pkt = s.get(abi::TRACE_NOTIFY_V1_LEN..)?;
+            // Ethernet + IPv4 carrying TCP.
+            if pkt.get(12..14)? != [0x08, 0x00] || *pkt.get(23)? != 6 {
+                return None;
+            }
+            let l4 = 14 + usize::from(pkt[14] & 0x0f) * 4;
+            Some((hdr, *pkt.get(l4 + 13)?))
+        })
+        .collect()
+}
+
+#[test]
+fn medium_aggregation_follows_tcp_flags_and_interval() {
+    if skip_unless_root("medium_aggregation_follows_tcp_flags_and_interval") {
+        return;
+    }
+    let net = PodNet::create(4);
+    let instance = format!("e2e-medium-{}", std::process::id());
+    let config = LoaderConfig {
+        instance: instance.clone(),
+        aggregation: Aggregation::Medium,
+        report_interval: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let mut dp = Datapath::load(&config).expect("load probes");
+    let mut reader = dp.perf_reader(&PerfConfig::default()).expect("reader");
+    dp.attach_endpoint(&net.host_if).expect("attach");
+
+    // A TCP exchange from the pod to a listener on the host side of the pair.
+    let listener = std::net::TcpListener::bind((net.host_ip, 0)).expect("listen");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        let n = conn.read(&mut buf).expect("request");
+        conn.write_all(&buf[..n]).expect("response");
+        // Wait for the client's FIN before closing, so each side's FIN is its own segment.
+        while conn.read(&mut buf).map(|n| n > 0).unwrap_or(false) {}
+    });
+    in_netns(&net.ns, move || {
+        use std::io::{Read, Write};
+        let mut c =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        c.write_all(b"ping").expect("write");
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).expect("read");
+        c.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let _ = c.read(&mut buf);
+    });
+    server.join().expect("server");
+
+    // 13 echo requests over 2.4 s with a 1 s report interval: reported at ~0 s, ~1 s, ~2 s.
+    net.ping(13, "0.2");
+    let mut sink = Collect::default();
+    drain(&mut reader, &mut sink, Duration::from_secs(5));
+
+    let tcp = tcp_traces(&sink.samples);
+    let flags_of = |point: u8| -> Vec<u8> {
+        let mut f: Vec<u8> = tcp
+            .iter()
+            .filter(|(h, _)| h.hdr.subtype == point)
+            .map(|(_, f)| *f)
+            .collect();
+        f.sort_unstable();
+        f
+    };
+    // Each direction reports its first packet and every packet bringing a flag not yet seen.
+    let mut want_out = vec![TCP_SYN, TCP_ACK, TCP_PSH | TCP_ACK, TCP_FIN | TCP_ACK];
+    want_out.sort_unstable();
+    let mut want_in = vec![TCP_SYN | TCP_ACK, TCP_PSH | TCP_ACK, TCP_FIN | TCP_ACK];
+    want_in.sort_unstable();
+    assert_eq!(
+        flags_of(obs_point::FROM_LXC),
+        want_out,
+        "pod → host: {tcp:?}"
+    );
+    assert_eq!(flags_of(obs_point::TO_LXC), want_in, "host → pod: {tcp:?}");
+    for (h, f) in &tcp {
+        let want = match (h.hdr.subtype, *f) {
+            (obs_point::FROM_LXC, TCP_SYN) => trace_reason::POLICY,
+            (obs_point::FROM_LXC, _) => trace_reason::CT_ESTABLISHED,
+            _ => trace_reason::CT_REPLY,
+        };
+        assert_eq!(h.reason, want, "flags {f:#x}");
+    }
+
+    let icmp = icmp_traces(&sink.samples);
+    let requests: Vec<u16> = icmp
+        .iter()
+        .filter(|t| t.hdr.hdr.subtype == obs_point::FROM_LXC)
+        .filter_map(|t| t.icmp_seq)
+        .collect();
+    let replies = icmp
+        .iter()
+        .filter(|t| t.hdr.hdr.subtype == obs_point::TO_LXC)
+        .count();
+    assert_eq!(
+        requests.len(),
+        3,
+        "one report per interval: seqs {requests:?}"
+    );
+    assert_eq!(requests[0], 1);
+    assert_eq!(replies, 3);
+    drop(reader);
+    drop(dp);
+    assert_torn_down(&instance, &net);
 }
