@@ -14,12 +14,14 @@ fn main() {
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let bpf_dir = manifest_dir.join("bpf");
-    for file in ["probes.c", "notify.h", "maps.h", "layout.c"] {
+    for file in ["probes.c", "empty.c", "notify.h", "maps.h", "layout.c"] {
         println!("cargo:rerun-if-changed={}", bpf_dir.join(file).display());
     }
     println!("cargo:rerun-if-changed=build.rs");
 
-    build_probes(&bpf_dir, &out_dir);
+    check_clang();
+    compile_bpf(&bpf_dir, "probes.c", &out_dir.join("probes.o"));
+    compile_bpf(&bpf_dir, "empty.c", &out_dir.join("empty.o"));
 
     cc::Build::new()
         .file(bpf_dir.join("layout.c"))
@@ -29,7 +31,7 @@ fn main() {
         .compile("periscope_layout");
 }
 
-fn build_probes(bpf_dir: &Path, out_dir: &Path) {
+fn check_clang() {
     match Command::new(CLANG).arg("--version").output() {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
@@ -40,8 +42,9 @@ fn build_probes(bpf_dir: &Path, out_dir: &Path) {
             "{CLANG} not found ({err}): the eBPF probes are compiled with clang-19; install it with `{INSTALL_HINT}`"
         ),
     }
+}
 
-    let object = out_dir.join("probes.o");
+fn compile_bpf(bpf_dir: &Path, source: &str, object: &Path) {
     let mut cmd = Command::new(CLANG);
     cmd.args([
         "-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror", "-c",
@@ -52,25 +55,25 @@ fn build_probes(bpf_dir: &Path, out_dir: &Path) {
     if let Some(multiarch) = multiarch_include() {
         cmd.arg("-I").arg(multiarch);
     }
-    cmd.arg(bpf_dir.join("probes.c")).arg("-o").arg(&object);
+    cmd.arg(bpf_dir.join(source)).arg("-o").arg(object);
     let status = cmd
         .status()
         .unwrap_or_else(|err| panic!("running {CLANG}: {err}"));
     if !status.success() {
         panic!(
-            "{CLANG} failed to compile bpf/probes.c ({status}); it needs the kernel and libbpf headers: `{INSTALL_HINT}`"
+            "{CLANG} failed to compile bpf/{source} ({status}); it needs the kernel and libbpf headers: `{INSTALL_HINT}`"
         );
     }
 
     // DWARF is only for humans; BTF (kept by --strip-debug) is what the loader needs.
     match Command::new(STRIP)
         .arg("--strip-debug")
-        .arg(&object)
+        .arg(object)
         .status()
     {
         Ok(status) if status.success() => {}
-        Ok(status) => println!("cargo:warning={STRIP} failed ({status}); probes.o keeps its DWARF"),
-        Err(err) => println!("cargo:warning={STRIP} not found ({err}); probes.o keeps its DWARF"),
+        Ok(status) => println!("cargo:warning={STRIP} failed ({status}); {source} keeps its DWARF"),
+        Err(err) => println!("cargo:warning={STRIP} not found ({err}); {source} keeps its DWARF"),
     }
 }
 

@@ -75,6 +75,59 @@ struct ipcache_value {
 	__u32 flags; /* reserved */
 };
 
+/*
+ * Policy (LPM trie, one for all endpoints): (remote identity, endpoint, direction + slot,
+ * protocol, destination port prefix) -> allow/deny. The trie matches `prefixlen` bits of what
+ * follows the prefixlen field: identity, endpoint and direction are always matched in full
+ * (POLICY_PREFIX_FIXED bits), then 8 bits of protocol if the entry names one, then as many
+ * leading bits of the port (network byte order) as the port prefix has. An identity of 0 is the
+ * entry for any remote identity: the probes look up twice, with the packet's remote identity and
+ * with 0, and take the more specific match type of the two (Cilium's lookup order).
+ *
+ * Every endpoint has two slots of entries; policy_state names the live one. Userspace writes a
+ * new policy into the idle slot and then flips the slot with one array update, so the probes
+ * see an endpoint's old policy or its new one, never a mix.
+ */
+#define POLICY_MAP_SIZE 65536
+#define POLICY_STATE_MAP_SIZE 65536 /* indexed by endpoint id */
+
+#define POLICY_DIR_INGRESS 0
+#define POLICY_DIR_EGRESS 1
+#define POLICY_DIR_SLOT_SHIFT 1 /* policy_key.dir = direction | slot << 1 */
+
+#define POLICY_PREFIX_FIXED 56 /* sec_label + endpoint_id + dir */
+#define POLICY_PREFIX_PROTO 64 /* ... + protocol */
+#define POLICY_PREFIX_FULL 80  /* ... + dport */
+
+struct policy_key {
+	__u32 prefixlen;
+	__u32 sec_label;   /* remote identity; 0 = any */
+	__u16 endpoint_id; /* the local endpoint whose policy this is */
+	__u8 dir;          /* POLICY_DIR_* | slot << POLICY_DIR_SLOT_SHIFT */
+	__u8 protocol;     /* 0 = any (then the port is not matched either) */
+	__u16 dport;       /* network byte order; first port of the prefix */
+	__u16 pad;
+};
+
+#define POLICY_F_DENY 0x01
+
+struct policy_entry {
+	__u8 flags;      /* POLICY_F_* */
+	__u8 match_type; /* POLICY_MATCH_* reported in verdict notifications */
+	__u16 pad;
+	__u32 pad2;
+};
+
+/* policy_state.flags */
+#define POLICY_ENFORCE_INGRESS 0x01
+#define POLICY_ENFORCE_EGRESS 0x02
+#define POLICY_STATE_SLOT 0x04 /* the live slot of the endpoint's entries */
+
+/* Per endpoint (array index = endpoint id): whether each direction is enforced. */
+struct policy_state {
+	__u32 flags;
+};
+
 /* Conntrack scope bits: which direction of the endpoint (or netdev) created the entry. */
 #define CT_DIR_EGRESS 0x01  /* packets leaving a pod (from_container) or the node (to_netdev) */
 #define CT_DIR_INGRESS 0x02 /* packets entering a pod (to_container) or the node (from_netdev) */

@@ -1,17 +1,23 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Periscope TC probes: trace notifications for every pod veth (and the node uplink).
+ * Periscope TC probes: identity-based L3/L4 policy, conntrack, and trace / drop / policy-verdict
+ * notifications for every pod veth (and, without policy, the node uplink).
  *
- * Each program runs the same pipeline, in this order, so later issues can slot in:
+ * Each program runs the same pipeline, in this order:
  *   1. parse      - L3/L4 headers into a 5-tuple (IPv4, IPv6 without extension headers)
- *   2. conntrack  - find or create the connection entry; gives the trace reason
- *                   (new / established / reply / reopened) and the aggregation decision
- *   3. (policy)   - next issue: identity + per-endpoint policy lookup on new connections,
- *                   send_policy_verdict_notify() and send_drop_notify() + TC_ACT_SHOT on deny
- *   4. notify     - emit a trace notification with the identities and endpoint ids cached in
- *                   the conntrack entry (resolved from ipcache / endpoints once per second),
- *                   followed by the first CAPTURE_LEN bytes of the packet
- * Nothing is enforced yet: every program hands the packet on unchanged.
+ *   2. conntrack  - look the connection up: established and reply packets of a known connection
+ *                   are forwarded without any policy lookup; otherwise the packet opens a new
+ *                   connection (or reopens a closed one) and the identities are resolved
+ *   3. policy     - new connections only, at endpoint hooks whose direction is enforced:
+ *                   egress policy of the source endpoint in from_container, ingress policy of
+ *                   the destination endpoint in to_container; a policy-verdict notification per
+ *                   evaluation; on deny a drop notification and TC_ACT_SHOT, and no conntrack
+ *                   entry. Allowed (or unenforced) new connections get their conntrack entry.
+ *   4. notify     - a trace notification with the identities and endpoint ids cached in the
+ *                   conntrack entry (resolved from ipcache / endpoints once per second),
+ *                   followed by the first CAPTURE_LEN bytes of the packet; subject to
+ *                   aggregation. Drops and verdicts are never aggregated.
+ * Without policy (no endpoint enforced) every program hands the packet on unchanged.
  *
  * Programs are attached to the host side of a pod's veth pair, so "ingress" there means the
  * packet is leaving the pod (from_container) and "egress" means it is entering it
@@ -33,8 +39,7 @@
  * program attached after us run, and passes the packet if there is none. */
 #define CTX_ACT_NEXT TC_ACT_UNSPEC
 
-/* Helpers kept for the enforcement issue are not called yet. */
-#define __maybe_unused __attribute__((__unused__))
+#define CTX_ACT_DROP TC_ACT_SHOT
 
 #define WORLD_ID 2
 #define IP_FRAG_OFFSET_MASK 0x1fff
@@ -80,6 +85,23 @@ struct {
 } ipcache SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct policy_key);
+	__type(value, struct policy_entry);
+	__uint(max_entries, POLICY_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct policy_state);
+	__uint(max_entries, POLICY_STATE_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy_state SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ct_key);
 	__type(value, struct ct_entry);
@@ -89,10 +111,16 @@ struct {
 
 /* ---- 1. parse ---- */
 
+/* Why a packet's L4 ports could not be read (PKT_* in pkt_info.l4_error). */
+#define PKT_L4_TRUNCATED 1 /* a protocol with ports, but the header is cut short */
+#define PKT_L4_FRAGMENT 2  /* a later IPv4 fragment: no L4 header at all */
+#define PKT_L4_EXTHDR 3    /* IPv6 extension headers, which we do not walk */
+
 struct pkt_info {
 	struct ct_key tuple; /* as seen on the wire: saddr is the packet's source */
 	__u8 family;         /* 0 = not IP (or too short to tell) */
 	__u8 tcp_flags;
+	__u8 l4_error;       /* PKT_L4_*; only enforced directions act on it */
 };
 
 /* Makes the first `need` bytes directly readable; pulls non-linear data only when the
@@ -124,6 +152,7 @@ static __always_inline void parse_l4(struct __sk_buff *skb, struct pkt_info *p, 
 	default:
 		return;
 	}
+	p->l4_error = PKT_L4_TRUNCATED; /* until the header is read below */
 	/* Bounds the variable offset for the verifier: ETH + IPv4 with options, or ETH + IPv6. */
 	if (off > ETH_HLEN + 60)
 		return;
@@ -136,6 +165,8 @@ static __always_inline void parse_l4(struct __sk_buff *skb, struct pkt_info *p, 
 
 	if ((void *)(l4 + 8) > data_end)
 		return;
+	if (proto != IPPROTO_TCP)
+		p->l4_error = 0;
 
 	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
 		__u8 echo_request = proto == IPPROTO_ICMP ? ICMP_ECHO_REQUEST : ICMPV6_ECHO_REQUEST;
@@ -153,8 +184,10 @@ static __always_inline void parse_l4(struct __sk_buff *skb, struct pkt_info *p, 
 	}
 	p->tuple.sport = *(__u16 *)l4;
 	p->tuple.dport = *(__u16 *)(l4 + 2);
-	if (proto == IPPROTO_TCP && (void *)(l4 + 14) <= data_end)
+	if (proto == IPPROTO_TCP && (void *)(l4 + 14) <= data_end) {
 		p->tcp_flags = l4[13];
+		p->l4_error = 0;
+	}
 }
 
 static __always_inline void parse_ipv4(struct __sk_buff *skb, struct pkt_info *p)
@@ -178,8 +211,10 @@ static __always_inline void parse_ipv4(struct __sk_buff *skb, struct pkt_info *p
 	p->tuple.daddr[0] = ip->daddr;
 	p->tuple.proto = ip->protocol;
 	/* Later fragments carry no L4 header: track them by addresses and protocol. */
-	if (ip->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK))
+	if (ip->frag_off & bpf_htons(IP_FRAG_OFFSET_MASK)) {
+		p->l4_error = PKT_L4_FRAGMENT;
 		return;
+	}
 	parse_l4(skb, p, ETH_HLEN + ihl);
 }
 
@@ -202,6 +237,16 @@ static __always_inline void parse_ipv6(struct __sk_buff *skb, struct pkt_info *p
 	/* Extension headers are not walked: the tuple then carries the first next-header value
 	 * and no ports. */
 	p->tuple.proto = ip6->nexthdr;
+	switch (ip6->nexthdr) {
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_FRAGMENT:
+	case IPPROTO_AH:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_MH:
+		p->l4_error = PKT_L4_EXTHDR;
+		return;
+	}
 	parse_l4(skb, p, ETH_HLEN + sizeof(struct ipv6hdr));
 }
 
@@ -280,6 +325,7 @@ struct ct_result {
 	__u8 reason;         /* TRACE_REASON_* */
 	__u8 reply;          /* the packet flows against the originating direction */
 	__u8 report;         /* aggregation says: emit a trace */
+	__u8 is_new;         /* no live entry: the packet opens (or reopens) a connection */
 };
 
 static __always_inline __u64 ct_lifetime(const struct ct_entry *e, __u8 proto)
@@ -308,8 +354,21 @@ static __always_inline __u8 should_report(__u8 *flags_seen, __u64 *last_report, 
 	return report;
 }
 
-static __always_inline void ct_new(struct pkt_info *p, __u64 now, __u32 len, __u8 reason,
-				   struct ct_result *res)
+/* A packet without a live entry: resolve the identities policy needs; the entry itself is
+ * created by ct_create() once policy has allowed the connection. */
+static __always_inline void ct_new(struct pkt_info *p, __u8 reason, struct ct_result *res)
+{
+	resolve_ids(&res->ids, p->tuple.saddr, p->tuple.daddr, p->family);
+	res->reason = reason;
+	res->reply = 0;
+	res->report = 1;
+	res->is_new = 1;
+}
+
+/* Records an allowed new connection under the tuple ct_process() set up. Returns 0 or the
+ * map update's error (map full of entries locked by other CPUs). */
+static __always_inline long ct_create(const struct pkt_info *p, __u64 now, __u32 len,
+				      const struct conn_ids *ids)
 {
 	struct ct_entry e = {
 		.created_ns = now,
@@ -320,16 +379,10 @@ static __always_inline void ct_new(struct pkt_info *p, __u64 now, __u32 len, __u
 		.tx_flags_seen = p->tcp_flags,
 	};
 
-	resolve_ids(&res->ids, p->tuple.saddr, p->tuple.daddr, p->family);
-	ids_to_entry(&e, &res->ids, now);
+	ids_to_entry(&e, ids, now);
 	if (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
 		e.flags |= CT_F_CLOSING;
-	/* A failed insert (map full of locked entries) only costs us the state, not the
-	 * packet; the next issue turns this into DROP_CT_CREATE_FAILED under enforcement. */
-	bpf_map_update_elem(&conntrack, &p->tuple, &e, BPF_ANY);
-	res->reason = reason;
-	res->reply = 0;
-	res->report = 1;
+	return bpf_map_update_elem(&conntrack, &p->tuple, &e, BPF_ANY);
 }
 
 /* Counts a packet on an existing entry and hands out the entry's (refreshed) identities.
@@ -382,12 +435,12 @@ static __always_inline void ct_process(struct pkt_info *p, __u8 scope, __u64 now
 	e = bpf_map_lookup_elem(&conntrack, &p->tuple);
 	if (e) {
 		if (now - e->last_seen_ns > ct_lifetime(e, proto)) {
-			ct_new(p, now, len, TRACE_REASON_POLICY, res);
+			ct_new(p, TRACE_REASON_POLICY, res);
 			return;
 		}
 		if ((e->flags & CT_F_CLOSING) &&
 		    (p->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
-			ct_new(p, now, len, TRACE_REASON_CT_REOPENED, res);
+			ct_new(p, TRACE_REASON_CT_REOPENED, res);
 			return;
 		}
 		res->reason = TRACE_REASON_CT_ESTABLISHED;
@@ -411,7 +464,7 @@ static __always_inline void ct_process(struct pkt_info *p, __u8 scope, __u64 now
 		ct_hit(e, p, now, len, 1, res);
 		return;
 	}
-	ct_new(p, now, len, TRACE_REASON_POLICY, res);
+	ct_new(p, TRACE_REASON_POLICY, res);
 }
 
 /* ---- 4. notify ---- */
@@ -467,8 +520,8 @@ static __always_inline void send_trace_notify(struct __sk_buff *skb, const struc
 	emit(skb, &msg, sizeof(msg), cap);
 }
 
-/* For the enforcement issue: same framing as the trace, Cilium's drop layout (v2). */
-static __always_inline __maybe_unused void send_drop_notify(struct __sk_buff *skb, __u8 reason, __u16 source,
+/* Same framing as the trace, Cilium's drop layout (v2). Never aggregated. */
+static __always_inline void send_drop_notify(struct __sk_buff *skb, __u8 reason, __u16 source,
 					     __u32 src_label, __u32 dst_label, __u32 dst_ep,
 					     __u8 family)
 {
@@ -485,9 +538,8 @@ static __always_inline __maybe_unused void send_drop_notify(struct __sk_buff *sk
 	emit(skb, &msg, sizeof(msg), cap);
 }
 
-/* For the enforcement issue: one per policy decision on a new connection. */
-static __always_inline __maybe_unused void
-send_policy_verdict_notify(struct __sk_buff *skb, __u16 source,
+/* One per policy decision on a new connection; `dport` in host byte order. */
+static __always_inline void send_policy_verdict_notify(struct __sk_buff *skb, __u16 source,
 						       __u32 remote_label, __s32 verdict,
 						       __u16 dport, __u8 proto, __u8 pv_flags)
 {
@@ -504,6 +556,111 @@ send_policy_verdict_notify(struct __sk_buff *skb, __u16 source,
 	emit(skb, &msg, sizeof(msg), cap);
 }
 
+/* ---- 3. policy ---- */
+
+/* Lookup precedence of a match type, most specific first (Cilium's __policy_can_access order:
+ * id/proto/port, ANY/proto/port, id/proto/ANY, ANY/proto/ANY, id/ANY/ANY, ANY/ANY/ANY). */
+static __always_inline __u8 match_precedence(__u8 match_type)
+{
+	switch (match_type) {
+	case POLICY_MATCH_L3_L4:
+		return 0;
+	case POLICY_MATCH_L4_ONLY:
+		return 1;
+	case POLICY_MATCH_L3_PROTO:
+		return 2;
+	case POLICY_MATCH_PROTO_ONLY:
+		return 3;
+	case POLICY_MATCH_L3_ONLY:
+		return 4;
+	case POLICY_MATCH_ALL:
+		return 5;
+	default:
+		return 6;
+	}
+}
+
+/*
+ * The entry a packet hits in one endpoint's policy for one direction: within each of the two
+ * lookups (remote identity, any identity) the trie picks the longest prefix, i.e. the most
+ * specific protocol/port; between them the match type's precedence decides. Returns 0 (allow)
+ * or -DROP_POLICY (no entry) / -DROP_POLICY_DENY (deny entry), with the match type.
+ */
+static __always_inline __s32 policy_lookup(__u16 ep_id, __u8 dir, __u32 remote, __u8 proto,
+					   __u16 dport_be, __u8 *match_type)
+{
+	struct policy_key key = {
+		.prefixlen = POLICY_PREFIX_FULL,
+		.sec_label = remote,
+		.endpoint_id = ep_id,
+		.dir = dir,
+		.protocol = proto,
+		.dport = dport_be,
+	};
+	struct policy_entry *hit = bpf_map_lookup_elem(&policy, &key);
+
+	key.sec_label = 0;
+	struct policy_entry *any = bpf_map_lookup_elem(&policy, &key);
+
+	if (!hit || (any && match_precedence(any->match_type) < match_precedence(hit->match_type)))
+		hit = any;
+	if (!hit) {
+		*match_type = POLICY_MATCH_NONE;
+		return -DROP_POLICY;
+	}
+	*match_type = hit->match_type;
+	return (hit->flags & POLICY_F_DENY) ? -DROP_POLICY_DENY : 0;
+}
+
+/*
+ * Policy for a packet opening a connection at an endpoint hook: the egress policy of the source
+ * endpoint, or the ingress policy of the destination endpoint. Returns 0 to forward or -DROP_*;
+ * sets *enforced when the direction is enforced (a verdict notification was sent, unless the
+ * packet could not be classified at all).
+ */
+static __always_inline __s32 policy_check(struct __sk_buff *skb, const struct pkt_info *p,
+					  const struct conn_ids *ids, __u8 egress,
+					  __u8 *enforced)
+{
+	__u16 ep_id = egress ? ids->src_ep_id : ids->dst_ep_id;
+	__u32 remote = egress ? ids->dst_sec_id : ids->src_sec_id;
+	__u32 idx = ep_id;
+
+	if (!ep_id)
+		return 0;
+	struct policy_state *st = bpf_map_lookup_elem(&policy_state, &idx);
+	if (!st)
+		return 0;
+	__u32 flags = st->flags;
+	if (!(flags & (egress ? POLICY_ENFORCE_EGRESS : POLICY_ENFORCE_INGRESS)))
+		return 0;
+	*enforced = 1;
+
+	/* No ports to decide on: drop, as Cilium does when it cannot track the packet. */
+	switch (p->l4_error) {
+	case PKT_L4_TRUNCATED:
+		return -DROP_CT_INVALID_HDR;
+	case PKT_L4_FRAGMENT:
+		return -DROP_FRAG_NOSUPPORT;
+	case PKT_L4_EXTHDR:
+		return -DROP_CT_UNKNOWN_PROTO;
+	}
+
+	__u8 proto = p->tuple.proto;
+	/* ICMP identifiers live in the tuple's port fields; policy sees ICMP as portless. */
+	__u16 dport = (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) ? 0 : p->tuple.dport;
+	__u8 dir = (egress ? POLICY_DIR_EGRESS : POLICY_DIR_INGRESS) |
+		   ((flags & POLICY_STATE_SLOT) ? 1 << POLICY_DIR_SLOT_SHIFT : 0);
+	__u8 match_type;
+	__s32 verdict = policy_lookup(ep_id, dir, remote, proto, dport, &match_type);
+
+	__u8 pv_flags = (egress ? PV_FLAG_DIR_EGRESS : PV_FLAG_DIR_INGRESS) |
+			((match_type << PV_FLAG_MATCH_SHIFT) & PV_FLAG_MATCH_MASK) |
+			(p->family == ADDR_FAMILY_IPV6 ? PV_FLAG_IPV6 : 0);
+	send_policy_verdict_notify(skb, ep_id, remote, verdict, bpf_ntohs(dport), proto, pv_flags);
+	return verdict;
+}
+
 /* ---- the pipeline shared by all programs ---- */
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 obs_point, __u8 ct_scope)
@@ -514,13 +671,36 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 obs_point, __u8 ct
 		.reason = TRACE_REASON_UNKNOWN,
 		.report = 1,
 	};
+	__u64 now = bpf_ktime_get_coarse_ns();
 
 	parse_packet(skb, &p);
 	if (p.family)
-		ct_process(&p, ct_scope, bpf_ktime_get_coarse_ns(), skb->len, &ct);
+		ct_process(&p, ct_scope, now, skb->len, &ct);
 
-	/* 3. policy: the next issue looks up the policy for new connections here, using
-	 * ct.ids, and emits verdict / drop notifications. */
+	if (ct.is_new) {
+		__u8 enforced = 0;
+		__s32 ret = 0;
+
+		/* Endpoint hooks only: the uplink has no policy of its own. */
+		if (obs_point == TRACE_FROM_LXC)
+			ret = policy_check(skb, &p, &ct.ids, 1, &enforced);
+		else if (obs_point == TRACE_TO_LXC)
+			ret = policy_check(skb, &p, &ct.ids, 0, &enforced);
+
+		/* Without state, replies of an enforced connection would be judged as new ones:
+		 * drop instead, as Cilium does. Unenforced traffic only loses its trace state. */
+		if (ret == 0 && ct_create(&p, now, skb->len, &ct.ids) != 0 && enforced)
+			ret = -DROP_CT_CREATE_FAILED;
+
+		if (ret < 0) {
+			__u8 egress = obs_point == TRACE_FROM_LXC;
+
+			send_drop_notify(skb, (__u8)-ret, egress ? ct.ids.src_ep_id : ct.ids.dst_ep_id,
+					 ct.ids.src_sec_id, ct.ids.dst_sec_id,
+					 egress ? 0 : ct.ids.dst_ep_id, p.family);
+			return CTX_ACT_DROP;
+		}
+	}
 
 	if (!ct.report)
 		return CTX_ACT_NEXT;

@@ -19,6 +19,13 @@ static PROBES_ALIGNED: &Aligned<[u8]> =
 /// The BPF ELF object, 8-byte aligned as the ELF parser requires.
 pub static PROBES_OBJECT: &[u8] = &PROBES_ALIGNED.0;
 
+static EMPTY_ALIGNED: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/empty.o")));
+
+/// Benchmark control (bpf/empty.c): `from_container` / `to_container` classifiers that do
+/// nothing, to measure the TC hook's own cost. No maps.
+pub static EMPTY_OBJECT: &[u8] = &EMPTY_ALIGNED.0;
+
 /// Program names in the object (all `SEC("classifier")`).
 pub mod program {
     /// Host-side veth ingress: packets leaving the pod (`TRACE_FROM_LXC`).

@@ -1,14 +1,21 @@
-//! Datapath benchmark (root only): packets/s through a pod-to-pod veth path with nothing
-//! attached, with the probes at aggregation `none`, and at `medium`, in one run, plus the highest
-//! event rate the perf reader sustains without loss.
+//! Datapath benchmark (root only): packets/s with nothing attached, with the probes at
+//! aggregation `none`, and at `medium`, in one run, plus the highest event rate the perf reader
+//! sustains without loss.
 //!
-//! Topology, all in namespaces this program creates (and removes, also after a crash on the
-//! next run): a "node" netns routing between two "pod" netns, each pod attached by a veth pair
-//! like the local cluster (/32 pod address, default route via 169.254.1.1), with fixed MACs and
-//! permanent neighbours so no ARP runs during a measurement. The probes sit on both host-side veths, so each packet crosses `from_container` on the
-//! sender's veth and `to_container` on the receiver's. A UDP blaster in pod A sends to pod B for
-//! a fixed time; throughput is what pod B's eth0 received. The perf reader drains events on its
-//! own thread meanwhile, decoding each header as a consumer would.
+//! Topology, all in namespaces this program creates (and removes, also after a crash on the next
+//! run): a "node" netns routing between two "pod" netns, each pod attached by a veth pair like
+//! the local cluster (/32 pod address, default route via 169.254.1.1), with fixed MACs and
+//! permanent neighbours so no ARP runs during a measurement. Two paths are measured:
+//! - `pod-to-pod`: pod A → node → pod B. Each packet crosses `from_container` on A's host-side
+//!   veth and `to_container` on B's: two probe runs (and, at `none`, two events) per packet.
+//! - `node-to-pod`: node → pod B through one veth pair: one probe run per packet.
+//!
+//! A UDP blaster sends for a fixed time; throughput is what pod B's eth0 received (B holds an
+//! unread socket, so packets are dropped cheaply at the socket). The sender is pinned to CPU 0
+//! (the whole path runs in its softirq context there) and the perf reader to CPU 1, draining
+//! events meanwhile and decoding each header as a consumer would. Modes are interleaved round by
+//! round and the ratio is taken per round against that round's bare run, so slow drifts in
+//! background load cancel out.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -37,6 +44,8 @@ const IF_A: &str = "psb-a";
 const IF_B: &str = "psb-b";
 const POD_A: Ipv4Addr = Ipv4Addr::new(10, 214, 0, 1);
 const POD_B: Ipv4Addr = Ipv4Addr::new(10, 214, 0, 2);
+/// The node's own address (on its loopback), the source of `node-to-pod` traffic.
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 214, 255, 1);
 const GATEWAY: &str = "169.254.1.1";
 const DST_PORT: u16 = 9000;
 const INSTANCE: &str = "bench-datapath";
@@ -59,8 +68,14 @@ struct Args {
     /// Perf ring pages per CPU.
     #[arg(long, default_value_t = 64)]
     pages: usize,
-    /// Paced send rates (packets/s) for the lossless event-rate sweep at aggregation none;
-    /// each packet makes two events. Empty to skip.
+    /// Bytes a perf ring must hold before the reader is woken (default: a quarter of the ring).
+    #[arg(long)]
+    wakeup_bytes: Option<u32>,
+    /// Reader poll timeout (flush tick) in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    flush_ms: u64,
+    /// Paced send rates (packets/s) for the lossless event-rate sweep (pod-to-pod, aggregation
+    /// none: two events per packet), run in ascending order.
     #[arg(
         long,
         value_delimiter = ',',
@@ -93,111 +108,86 @@ fn main() -> Result<()> {
     // Everything below (loading, attaching, map updates) happens in the node's namespace.
     enter_netns(NS_NODE)?;
 
-    let mut results: Vec<(Mode, Measurement)> = Vec::new();
+    let mut results: Vec<Run> = Vec::new();
     for round in 0..args.rounds {
-        for mode in [Mode::Bare, Mode::None, Mode::Medium] {
-            let m = measure(mode, &args, duration, None)?;
-            eprintln!(
-                "round {}: {:<6} {:>10.0} pps  events {:>8}  lost {}",
-                round + 1,
-                mode.name(),
-                m.pps,
-                m.events,
-                m.lost
-            );
-            results.push((mode, m));
+        for path in [Path::PodToPod, Path::NodeToPod] {
+            for mode in [Mode::Bare, Mode::Hook, Mode::None, Mode::Medium] {
+                let m = measure(path, mode, &args, duration, None)?;
+                eprintln!(
+                    "round {} {:<11} {:<6} {:>10.0} pps (sent {:>8.0}/s)  events {:>8}  lost {}",
+                    round + 1,
+                    path.name(),
+                    mode.name(),
+                    m.pps,
+                    m.sent as f64 / m.secs,
+                    m.events,
+                    m.lost
+                );
+                results.push(Run {
+                    round,
+                    path,
+                    mode,
+                    m,
+                });
+            }
         }
     }
 
-    let median = |mode: Mode| -> Measurement {
-        let mut v: Vec<Measurement> = results
-            .iter()
-            .filter(|(m, _)| *m == mode)
-            .map(|(_, r)| r.clone())
-            .collect();
-        v.sort_by(|a, b| a.pps.total_cmp(&b.pps));
-        v[v.len() / 2].clone()
-    };
-    let bare = median(Mode::Bare);
     println!();
     println!(
-        "pod veth path, UDP {} B payload, {} flows, {:.1} s x {} rounds (median), perf ring {} pages/CPU",
-        args.payload, args.flows, args.duration, args.rounds, args.pages
+        "UDP {} B payload, {} flows, {:.1} s x {} rounds (medians), perf ring {} pages/CPU, wakeup {}, flush tick {} ms",
+        args.payload,
+        args.flows,
+        args.duration,
+        args.rounds,
+        args.pages,
+        args.wakeup_bytes
+            .map_or("1/4 ring".to_owned(), |b| format!("{b} B")),
+        args.flush_ms
     );
-    println!(
-        "{:<8} {:>12} {:>8} {:>8} {:>12} {:>10} {:>10} {:>10}",
-        "mode", "pps", "ratio", "target", "events/s", "lost", "sent/s", "reader/ev"
-    );
-    for mode in [Mode::Bare, Mode::None, Mode::Medium] {
-        let m = median(mode);
-        let ratio = if bare.pps > 0.0 {
-            m.pps / bare.pps
-        } else {
-            0.0
-        };
-        let target = match mode {
-            Mode::Bare => "-".to_owned(),
-            Mode::None => format!("{}0.85", if ratio >= 0.85 { ">=" } else { "<" }),
-            Mode::Medium => format!("{}0.95", if ratio >= 0.95 { ">=" } else { "<" }),
-        };
-        let ev = if mode == Mode::Bare {
-            "-".to_owned()
-        } else {
-            format!("{:.0}", m.events as f64 / m.secs)
-        };
-        // Reader CPU per event (includes its idle-tick polling).
-        let per_event = if m.events == 0 {
-            "-".to_owned()
-        } else {
-            format!("{:.0} ns", m.reader_cpu.as_nanos() as f64 / m.events as f64)
-        };
-        let lost = if mode == Mode::Bare {
-            "-".to_owned()
-        } else {
-            m.lost.to_string()
-        };
-        println!(
-            "{:<8} {:>12.0} {:>8.3} {:>8} {:>12} {:>10} {:>10.0} {:>10}",
-            mode.name(),
-            m.pps,
-            ratio,
-            target,
-            ev,
-            lost,
-            m.sent as f64 / m.secs,
-            per_event
-        );
+    for path in [Path::PodToPod, Path::NodeToPod] {
+        print_path_table(&results, path);
     }
 
     if !args.sweep.is_empty() {
         println!();
-        println!("lossless event rate (aggregation none, paced sender, 2 events per packet):");
+        println!(
+            "lossless event rate (pod-to-pod, aggregation none, paced sender, 2 events per packet):"
+        );
         println!(
             "{:>12} {:>12} {:>12} {:>10}",
             "target pps", "pps", "events/s", "lost"
         );
-        let mut best: Option<f64> = None;
-        for &rate in &args.sweep {
-            let m = measure(Mode::None, &args, duration, Some(rate))?;
+        // Sustained = the highest level such that it and every lower level lost nothing.
+        let mut levels = args.sweep.clone();
+        levels.sort_unstable();
+        let mut sustained: Option<f64> = None;
+        let mut clean_so_far = true;
+        for rate in levels {
+            let m = measure(Path::PodToPod, Mode::None, &args, duration, Some(rate))?;
             let ev_rate = m.events as f64 / m.secs;
             println!(
                 "{:>12} {:>12.0} {:>12.0} {:>10}",
                 rate, m.pps, ev_rate, m.lost
             );
-            if m.lost == 0 {
-                best = Some(best.map_or(ev_rate, |b: f64| b.max(ev_rate)));
+            clean_so_far &= m.lost == 0;
+            if clean_so_far {
+                sustained = Some(ev_rate);
             }
         }
-        // The unpaced `none` rounds count too.
-        for (mode, m) in &results {
-            if *mode == Mode::None && m.lost == 0 {
-                let ev_rate = m.events as f64 / m.secs;
-                best = Some(best.map_or(ev_rate, |b| b.max(ev_rate)));
-            }
+        match sustained {
+            Some(r) => println!("highest event rate sustained with 0 lost events: {r:.0}/s"),
+            None => println!("the lowest rate already lost events; try more --pages"),
         }
-        match best {
-            Some(r) => println!("highest event rate with 0 lost events: {r:.0}/s"),
-            None => println!("every measured rate lost events; try more --pages"),
+        let unpaced_clean = results
+            .iter()
+            .filter(|r| r.mode == Mode::None && r.m.lost == 0)
+            .map(|r| r.m.events as f64 / r.m.secs)
+            .fold(None, |best: Option<f64>, r| {
+                Some(best.map_or(r, |b| b.max(r)))
+            });
+        if let Some(r) = unpaced_clean {
+            println!("(best unpaced `none` run without loss: {r:.0} events/s)");
         }
     }
     drop(topo);
@@ -205,8 +195,118 @@ fn main() -> Result<()> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    PodToPod,
+    NodeToPod,
+}
+
+impl Path {
+    fn name(self) -> &'static str {
+        match self {
+            Self::PodToPod => "pod-to-pod",
+            Self::NodeToPod => "node-to-pod",
+        }
+    }
+
+    /// Namespace and source address of the sender.
+    fn sender(self) -> (&'static str, Ipv4Addr) {
+        match self {
+            Self::PodToPod => (NS_A, POD_A),
+            Self::NodeToPod => (NS_NODE, NODE_IP),
+        }
+    }
+}
+
+struct Run {
+    round: usize,
+    path: Path,
+    mode: Mode,
+    m: Measurement,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn print_path_table(results: &[Run], path: Path) {
+    let runs = |mode: Mode| {
+        results
+            .iter()
+            .filter(move |r| r.path == path && r.mode == mode)
+    };
+    let bare_of_round = |round: usize| {
+        runs(Mode::Bare)
+            .find(|r| r.round == round)
+            .map_or(0.0, |r| r.m.pps)
+    };
+    println!();
+    println!(
+        "{} ({} probe run{} per packet)",
+        path.name(),
+        if path == Path::PodToPod { 2 } else { 1 },
+        if path == Path::PodToPod { "s" } else { "" }
+    );
+    println!(
+        "{:<8} {:>10} {:>8} {:>8} {:>11} {:>9} {:>10}",
+        "mode", "pps", "ratio", "target", "events/s", "lost", "reader/ev"
+    );
+    for mode in [Mode::Bare, Mode::Hook, Mode::None, Mode::Medium] {
+        let pps = median(runs(mode).map(|r| r.m.pps).collect());
+        // Per-round ratio against the same round's bare run, then the median.
+        let ratio = median(
+            runs(mode)
+                .map(|r| {
+                    let bare = bare_of_round(r.round);
+                    if bare > 0.0 { r.m.pps / bare } else { 0.0 }
+                })
+                .collect(),
+        );
+        let (target, events, lost, per_event) = if matches!(mode, Mode::Bare | Mode::Hook) {
+            (
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+            )
+        } else {
+            let want = if mode == Mode::None { 0.85 } else { 0.95 };
+            let events: u64 = runs(mode).map(|r| r.m.events).sum();
+            let secs: f64 = runs(mode).map(|r| r.m.secs).sum();
+            let lost: u64 = runs(mode).map(|r| r.m.lost).sum();
+            let cpu: Duration = runs(mode).map(|r| r.m.reader_cpu).sum();
+            (
+                format!("{}{want}", if ratio >= want { ">=" } else { "<" }),
+                format!("{:.0}", events as f64 / secs.max(1e-9)),
+                lost.to_string(),
+                if events == 0 {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0} ns", cpu.as_nanos() as f64 / events as f64)
+                },
+            )
+        };
+        println!(
+            "{:<8} {:>10.0} {:>8.3} {:>8} {:>11} {:>9} {:>10}",
+            mode.name(),
+            pps,
+            ratio,
+            target,
+            events,
+            lost,
+            per_event
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Bare,
+    /// Classifiers that do nothing, on the same hooks: the TC hook's own cost.
+    Hook,
     None,
     Medium,
 }
@@ -215,6 +315,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Self::Bare => "bare",
+            Self::Hook => "hook",
             Self::None => "none",
             Self::Medium => "medium",
         }
@@ -266,18 +367,30 @@ fn thread_cpu_time() -> Duration {
 }
 
 /// One timed run: load + attach for the mode, blast, count, detach.
-fn measure(mode: Mode, args: &Args, duration: Duration, rate: Option<u64>) -> Result<Measurement> {
+fn measure(
+    path: Path,
+    mode: Mode,
+    args: &Args,
+    duration: Duration,
+    rate: Option<u64>,
+) -> Result<Measurement> {
     let aggregation = match mode {
-        Mode::Bare => None,
+        Mode::Bare | Mode::Hook => None,
         Mode::None => Some(Aggregation::None),
         Mode::Medium => Some(Aggregation::Medium),
     };
     let probes = aggregation
-        .map(|a| Probes::start(a, args.pages, args.prog_stats))
+        .map(|a| Probes::start(a, args, args.prog_stats))
         .transpose()?;
+    let hooks = if mode == Mode::Hook {
+        Some(EmptyHooks::attach()?)
+    } else {
+        None
+    };
 
     // Warm up routes and neighbours so ARP does not eat into the measurement.
     blast(&BlastConfig {
+        path,
         flows: args.flows,
         payload: args.payload,
         duration: Duration::from_millis(100),
@@ -287,6 +400,7 @@ fn measure(mode: Mode, args: &Args, duration: Duration, rate: Option<u64>) -> Re
 
     let rx_before = rx_packets(NS_B, "eth0")?;
     let (sent, secs) = blast(&BlastConfig {
+        path,
         flows: args.flows,
         payload: args.payload,
         duration,
@@ -301,6 +415,7 @@ fn measure(mode: Mode, args: &Args, duration: Duration, rate: Option<u64>) -> Re
             cpu: Duration::ZERO,
         },
     };
+    drop(hooks);
     let delivered = rx_after.saturating_sub(rx_before);
     Ok(Measurement {
         pps: delivered as f64 / secs,
@@ -310,6 +425,38 @@ fn measure(mode: Mode, args: &Args, duration: Duration, rate: Option<u64>) -> Re
         lost: reader.lost,
         reader_cpu: reader.cpu,
     })
+}
+
+/// The do-nothing classifiers on the same hooks as the probes (TCX, ingress and egress of both
+/// host-side veths).
+struct EmptyHooks {
+    _ebpf: aya::Ebpf,
+}
+
+impl EmptyHooks {
+    fn attach() -> Result<Self> {
+        use aya::programs::tc::TcAttachOptions;
+        use aya::programs::{LinkOrder, SchedClassifier, TcAttachType};
+        let mut ebpf = aya::Ebpf::load(periscope_probes::probes::EMPTY_OBJECT)?;
+        for (name, direction) in [
+            ("from_container", TcAttachType::Ingress),
+            ("to_container", TcAttachType::Egress),
+        ] {
+            let program: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .context("program missing from the empty object")?
+                .try_into()?;
+            program.load()?;
+            for ifname in [IF_A, IF_B] {
+                program.attach_with_options(
+                    ifname,
+                    direction,
+                    TcAttachOptions::TcxOrder(LinkOrder::first()),
+                )?;
+            }
+        }
+        Ok(Self { _ebpf: ebpf })
+    }
 }
 
 /// Probes loaded and attached to both pods' host-side veths, with a reader thread draining events.
@@ -324,7 +471,7 @@ struct Probes {
 }
 
 impl Probes {
-    fn start(aggregation: Aggregation, pages: usize, prog_stats: bool) -> Result<Self> {
+    fn start(aggregation: Aggregation, args: &Args, prog_stats: bool) -> Result<Self> {
         let stats_fd = if prog_stats { Some(aya_stats()?) } else { None };
         let config = LoaderConfig {
             instance: INSTANCE.to_owned(),
@@ -342,9 +489,13 @@ impl Probes {
             })?;
             datapath.ipcache_mut().insert(ip.into(), 32, identity)?;
         }
+        datapath
+            .ipcache_mut()
+            .insert(NODE_IP.into(), 32, periscope_probes::abi::identity::HOST)?;
         let mut reader: PerfReader = datapath.perf_reader(&PerfConfig {
-            pages_per_cpu: pages,
-            ..Default::default()
+            pages_per_cpu: args.pages,
+            wakeup_bytes: args.wakeup_bytes,
+            flush_interval: Duration::from_millis(args.flush_ms),
         })?;
         let stats = reader.stats();
         let stop = Arc::new(AtomicBool::new(false));
@@ -442,6 +593,7 @@ impl EventSink for CountingSink {
 }
 
 struct BlastConfig {
+    path: Path,
     flows: u16,
     payload: usize,
     duration: Duration,
@@ -449,19 +601,20 @@ struct BlastConfig {
     rate: Option<u64>,
 }
 
-/// Sends UDP from pod A to pod B on a thread inside pod A's namespace. Returns (sent, seconds).
+/// Sends UDP to pod B from the path's sender namespace. Returns (sent, seconds).
 fn blast(cfg: &BlastConfig) -> Result<(u64, f64)> {
     let flows = cfg.flows;
     let payload = vec![0x5au8; cfg.payload];
     let duration = cfg.duration;
     let rate = cfg.rate;
+    let (ns, src) = cfg.path.sender();
     std::thread::spawn(move || -> Result<(u64, f64)> {
-        enter_netns(NS_A)?;
+        enter_netns(ns)?;
         // The whole send path (UDP, veth, forwarding, both probes) runs in this thread's
         // softirq context; pinning it keeps runs comparable.
         pin_to_cpu(SENDER_CPU);
         let sockets: Vec<std::net::UdpSocket> = (0..flows)
-            .map(|_| std::net::UdpSocket::bind(SocketAddrV4::new(POD_A, 0)))
+            .map(|_| std::net::UdpSocket::bind(SocketAddrV4::new(src, 0)))
             .collect::<io::Result<_>>()
             .context("binding blaster sockets")?;
         let dst = SocketAddrV4::new(POD_B, DST_PORT);
@@ -640,6 +793,9 @@ impl Topology {
                 "-qw",
                 "net.ipv4.ip_forward=1",
             ])?;
+            let node_cidr = format!("{NODE_IP}/32");
+            run(&["ip", "-n", NS_NODE, "link", "set", "lo", "up"])?;
+            run(&["ip", "-n", NS_NODE, "addr", "add", &node_cidr, "dev", "lo"])?;
             let node = OwnedFd::from(File::open(format!("/run/netns/{NS_NODE}"))?);
             Ok(Self { _node: node })
         })();
