@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod decoder;
 pub mod filter;
+pub mod icmp;
 pub mod fixtures;
 pub mod labels;
 pub mod materialize;

@@ -6,6 +6,7 @@ use periscope_proto::Timestamp;
 use periscope_proto::flow::{self as pb, Flow};
 use periscope_proto::pbjson_types::{BoolValue, Int32Value};
 
+use crate::icmp::icmp_type;
 use crate::meta::Metadata;
 use crate::record::{FlowRecord, proto, reply, tcp};
 
@@ -79,84 +80,14 @@ pub fn tcp_flags_text(flags: u16) -> String {
         .join(", ")
 }
 
-/// gopacket's ICMPv4 type/code names, which Hubble prints.
-pub fn icmpv4_text(t: u8, code: u8) -> String {
-    let name = match t {
-        0 => "EchoReply",
-        3 => "DestinationUnreachable",
-        4 => "SourceQuench",
-        5 => "Redirect",
-        8 => "EchoRequest",
-        9 => "RouterAdvertisement",
-        10 => "RouterSolicitation",
-        11 => "TimeExceeded",
-        12 => "ParameterProblem",
-        13 => "TimestampRequest",
-        14 => "TimestampReply",
-        15 => "InfoRequest",
-        16 => "InfoReply",
-        17 => "AddressMaskRequest",
-        18 => "AddressMaskReply",
-        _ => return format!("{t}({code})"),
-    };
-    let code_name = match (t, code) {
-        (3, 0) => "Net",
-        (3, 1) => "Host",
-        (3, 2) => "Protocol",
-        (3, 3) => "Port",
-        (3, 4) => "FragmentationNeeded",
-        (3, 5) => "SourceRoutingFailed",
-        (3, 13) => "CommAdminProhibited",
-        (11, 0) => "TTLExceeded",
-        (11, 1) => "FragmentReassemblyTimeExceeded",
-        _ => "",
-    };
-    if code_name.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}({code_name})")
-    }
-}
-
-/// gopacket's ICMPv6 type/code names.
-pub fn icmpv6_text(t: u8, code: u8) -> String {
-    let name = match t {
-        1 => "DestinationUnreachable",
-        2 => "PacketTooBig",
-        3 => "TimeExceeded",
-        4 => "ParameterProblem",
-        128 => "EchoRequest",
-        129 => "EchoReply",
-        133 => "RouterSolicitation",
-        134 => "RouterAdvertisement",
-        135 => "NeighborSolicitation",
-        136 => "NeighborAdvertisement",
-        137 => "Redirect",
-        _ => return format!("{t}({code})"),
-    };
-    let code_name = match (t, code) {
-        (1, 0) => "NoRouteToDst",
-        (1, 1) => "AdminProhibited",
-        (1, 3) => "Unreachable",
-        (1, 4) => "PortUnreachable",
-        (3, 0) => "HopLimitExceeded",
-        _ => "",
-    };
-    if code_name.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}({code_name})")
-    }
-}
-
 /// Hubble's one-line summary of the L4 layer.
 pub fn summary(r: &FlowRecord) -> String {
     match r.l4_proto {
         proto::TCP => format!("TCP Flags: {}", tcp_flags_text(r.tcp_flags)),
         proto::UDP => "UDP".to_string(),
         proto::SCTP => "SCTP".to_string(),
-        proto::ICMP => format!("ICMPv4 {}", icmpv4_text(r.icmp_type, r.icmp_code)),
-        proto::ICMPV6 => format!("ICMPv6 {}", icmpv6_text(r.icmp_type, r.icmp_code)),
+        proto::ICMP => format!("ICMPv4 {}", icmp_type(false, r.icmp_type, r.icmp_code)),
+        proto::ICMPV6 => format!("ICMPv6 {}", icmp_type(true, r.icmp_type, r.icmp_code)),
         _ => match r.ip_version {
             4 => "IPv4".to_string(),
             6 => "IPv6".to_string(),
