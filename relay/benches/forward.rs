@@ -157,7 +157,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 fn main() {
-    let args = parse_args();
+    // `cargo test --all-targets` runs bench binaries without `--bench`: keep that a short smoke run.
+    let mut args = parse_args();
+    if !std::env::args().any(|a| a == "--bench") {
+        (args.nodes, args.rate, args.secs, args.warmup) = (2, 5_000, 1, 0);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

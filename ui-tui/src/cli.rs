@@ -43,12 +43,71 @@ pub enum Command {
     List(ListCommand),
     /// Live terminal flow viewer (like `top` for flows)
     Top(TopArgs),
+    /// Run the Star Wars demo: cluster, agent, relay, rule1, traffic, then the DROPPED flows (root)
+    Demo(DemoArgs),
+    /// Apply, delete or show CiliumNetworkPolicies on the local datapath (root)
+    Policy(PolicyArgs),
     /// Manage the local netns cluster: up, down, exec <pod> -- cmd, status (runs `periscope-cluster`)
     #[command(disable_help_flag = true)]
     Cluster(PassthroughArgs),
     /// Run the node agent: eBPF datapath + Observer API (runs `periscope-agent`)
     #[command(disable_help_flag = true)]
     Agent(PassthroughArgs),
+}
+
+/// `periscope demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Cluster instance prefix.
+    #[arg(long, default_value = "demo")]
+    pub prefix: String,
+    /// Node agent Observer/Peer address (Hubble's 4244).
+    #[arg(long, default_value = "127.0.0.1:4244")]
+    pub agent_address: std::net::SocketAddr,
+    /// Relay Observer address (Hubble's 4245).
+    #[arg(long, default_value = "127.0.0.1:4245")]
+    pub relay_address: std::net::SocketAddr,
+    /// Prometheus metrics address (Hubble's 9965).
+    #[arg(long, default_value = "127.0.0.1:9965")]
+    pub metrics_address: std::net::SocketAddr,
+    /// Policy to apply (default: the built-in rule1, L3/L4).
+    #[arg(long)]
+    pub policy: Option<std::path::PathBuf>,
+    /// Pod CIDR (default: the Star Wars spec's).
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
+    /// Tear down right after printing the flows instead of waiting for Ctrl-C.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `periscope policy`.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Local cluster / datapath instance.
+    #[arg(long, global = true, env = "PERISCOPE_CLUSTER_PREFIX", default_value = "demo")]
+    pub prefix: String,
+    #[arg(long, global = true, env = "PERISCOPE_CLUSTER_STATE", default_value = periscope_datapath::cluster::DEFAULT_STATE_ROOT)]
+    pub state_root: std::path::PathBuf,
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PolicyCommand {
+    /// Apply the policies in a YAML file (CiliumNetworkPolicy, NetworkPolicy)
+    Apply { file: std::path::PathBuf },
+    /// Delete a policy by `[ns/]name`
+    Delete { name: String },
+    /// Show the resolved policy per endpoint, like `cilium policy get`
+    Get {
+        /// Only this endpoint id.
+        #[arg(long)]
+        endpoint: Option<u16>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Arguments handed unchanged to a companion binary.

@@ -1,6 +1,8 @@
 //! Subcommand implementations. `run` dispatches on [`Command`]; add an arm per new subcommand.
 
+mod demo;
 mod list;
+pub mod policy;
 mod observe;
 mod status;
 
@@ -34,6 +36,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             list::namespaces(&args, &mut std::io::stdout().lock()).await
         }
         Command::Top(args) => crate::tui::run(&args).await,
+        Command::Demo(args) => demo::run(&args).await.map_err(|e| CliError::Usage(format!("demo: {e:#}"))),
+        Command::Policy(args) => policy::run(&args).map_err(|e| CliError::Usage(format!("policy: {e:#}"))),
         Command::Cluster(p) => companion("periscope-cluster", &p.args),
         Command::Agent(p) => companion("periscope-agent", &p.args),
     }

@@ -373,79 +373,20 @@ fn dns_rcode(code: u32) -> String {
     }
 }
 
-/// gopacket's ICMPv4 type(code) names, as Hubble prints them.
-pub fn icmpv4_text(t: u32, code: u32) -> String {
-    let name = match t {
-        0 => "EchoReply",
-        3 => "DestinationUnreachable",
-        4 => "SourceQuench",
-        5 => "Redirect",
-        8 => "EchoRequest",
-        9 => "RouterAdvertisement",
-        10 => "RouterSolicitation",
-        11 => "TimeExceeded",
-        12 => "ParameterProblem",
-        13 => "TimestampRequest",
-        14 => "TimestampReply",
-        15 => "InfoRequest",
-        16 => "InfoReply",
-        17 => "AddressMaskRequest",
-        18 => "AddressMaskReply",
-        _ => return format!("{t}({code})"),
-    };
-    let code_name = match (t, code) {
-        (3, 0) => "Net",
-        (3, 1) => "Host",
-        (3, 2) => "Protocol",
-        (3, 3) => "Port",
-        (3, 4) => "FragmentationNeeded",
-        (3, 5) => "SourceRoutingFailed",
-        (3, 6) => "NetUnknown",
-        (3, 7) => "HostUnknown",
-        (3, 13) => "CommAdminProhibited",
-        (5, 0) => "Network",
-        (5, 1) => "Host",
-        (11, 0) => "TTLExceeded",
-        (11, 1) => "FragmentReassemblyTimeExceeded",
-        _ => "",
-    };
-    if code_name.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}({code_name})")
+/// ICMP names from the flow server's single table; values beyond a byte are printed raw.
+fn icmp_text(v6: bool, t: u32, code: u32) -> String {
+    match (u8::try_from(t), u8::try_from(code)) {
+        (Ok(t), Ok(c)) => periscope_flow_server::icmp::icmp_type(v6, t, c),
+        _ => format!("{t}({code})"),
     }
 }
 
-/// gopacket's ICMPv6 type(code) names.
+pub fn icmpv4_text(t: u32, code: u32) -> String {
+    icmp_text(false, t, code)
+}
+
 pub fn icmpv6_text(t: u32, code: u32) -> String {
-    let name = match t {
-        1 => "DestinationUnreachable",
-        2 => "PacketTooBig",
-        3 => "TimeExceeded",
-        4 => "ParameterProblem",
-        128 => "EchoRequest",
-        129 => "EchoReply",
-        133 => "RouterSolicitation",
-        134 => "RouterAdvertisement",
-        135 => "NeighborSolicitation",
-        136 => "NeighborAdvertisement",
-        137 => "Redirect",
-        _ => return format!("{t}({code})"),
-    };
-    let code_name = match (t, code) {
-        (1, 0) => "NoRouteToDst",
-        (1, 1) => "AdminProhibited",
-        (1, 3) => "Unreachable",
-        (1, 4) => "PortUnreachable",
-        (3, 0) => "HopLimitExceeded",
-        (3, 1) => "FragmentReassemblyTimeExceeded",
-        _ => "",
-    };
-    if code_name.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}({code_name})")
-    }
+    icmp_text(true, t, code)
 }
 
 /// Name of a lost-event source (`HUBBLE_RING_BUFFER`).
