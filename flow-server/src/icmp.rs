@@ -111,7 +111,6 @@ pub fn icmp_type(v6: bool, t: u8, c: u8) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +130,4 @@ mod tests {
         );
         assert_eq!(icmp_type(true, 135, 0), "NeighborSolicitation");
     }
-
 }

@@ -6,8 +6,8 @@
 pub mod agent;
 pub mod decoder;
 pub mod filter;
-pub mod icmp;
 pub mod fixtures;
+pub mod icmp;
 pub mod labels;
 pub mod materialize;
 pub mod meta;

@@ -49,7 +49,11 @@ impl Node {
         let metadata = Arc::new(Metadata::new());
         let stats = Arc::new(PipelineStats::default());
         let server = FlowServer::new(ring.clone(), metadata.clone(), stats.clone(), cfg.server);
-        let metrics = cfg.metrics.as_ref().map(|m| Metrics::new(m, metadata.clone())).transpose()?;
+        let metrics = cfg
+            .metrics
+            .as_ref()
+            .map(|m| Metrics::new(m, metadata.clone()))
+            .transpose()?;
         if let Some(m) = &metrics {
             server.set_metrics(m.clone());
         }

@@ -85,7 +85,12 @@ pub struct DemoArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PolicyArgs {
     /// Local cluster / datapath instance.
-    #[arg(long, global = true, env = "PERISCOPE_CLUSTER_PREFIX", default_value = "demo")]
+    #[arg(
+        long,
+        global = true,
+        env = "PERISCOPE_CLUSTER_PREFIX",
+        default_value = "demo"
+    )]
     pub prefix: String,
     #[arg(long, global = true, env = "PERISCOPE_CLUSTER_STATE", default_value = periscope_datapath::cluster::DEFAULT_STATE_ROOT)]
     pub state_root: std::path::PathBuf,

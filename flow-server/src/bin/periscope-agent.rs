@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use periscope_flow_server::metrics::{MetricsConfig, serve_metrics};
 use periscope_flow_server::fixtures::{starwars_metadata, starwars_round};
+use periscope_flow_server::metrics::{MetricsConfig, serve_metrics};
 use periscope_flow_server::node::{Node, NodeConfig};
 use periscope_flow_server::replay::{Pacing, ReplaySource, ReplayWriter, now_ns};
 use periscope_flow_server::ring::DEFAULT_CAPACITY;
@@ -121,7 +121,11 @@ async fn main() -> anyhow::Result<()> {
         None
     } else {
         let addr = &args.metrics_address;
-        Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics {addr}"))?)
+        Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics {addr}"))?,
+        )
     };
     let metrics_cfg = match metrics_listener {
         Some(_) => Some(MetricsConfig::from_hubble(&args.metrics).context("--metrics")?),

@@ -32,7 +32,9 @@ impl Drop for ClusterGuard {
             let prefix = c.prefix.clone();
             match c.teardown() {
                 Ok(_) => eprintln!("demo: cluster {prefix} torn down"),
-                Err(e) => eprintln!("demo: teardown of {prefix} failed: {e} (run `periscope cluster --prefix {prefix} down`)"),
+                Err(e) => eprintln!(
+                    "demo: teardown of {prefix} failed: {e} (run `periscope cluster --prefix {prefix} down`)"
+                ),
             }
         }
     }
@@ -61,7 +63,9 @@ fn landing(c: &Cluster, ship: &str) {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("binding {addr} (is another agent or relay running?)"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr} (is another agent or relay running?)"))
 }
 
 pub async fn run(args: &DemoArgs) -> Result<()> {
@@ -79,7 +83,10 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let mut opts = BuildOptions::new(&args.prefix);
     opts.server = ServerMode::InProcess;
     if let Some(cidr) = &args.pod_cidr {
-        opts.pod_cidr = Some(cidr.parse().with_context(|| format!("--pod-cidr {cidr:?}"))?);
+        opts.pod_cidr = Some(
+            cidr.parse()
+                .with_context(|| format!("--pod-cidr {cidr:?}"))?,
+        );
     }
     // A previous demo that was killed leaves its instance behind; start clean.
     cluster::teardown(&args.prefix, &opts.state_root).context("removing a stale demo instance")?;
@@ -87,13 +94,22 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let guard = ClusterGuard(Some(built));
     let c = guard.0.as_ref().context("cluster")?;
     for p in &c.pods {
-        println!("  {:<40} {:<15} identity {}", p.qualified_name(), p.ip, p.identity);
+        println!(
+            "  {:<40} {:<15} identity {}",
+            p.qualified_name(),
+            p.ip,
+            p.identity
+        );
     }
 
     say("Loading the eBPF datapath and starting the node agent and relay");
     let node_ips = cluster::node_addresses()?;
-    let loader = LoaderConfig { instance: args.prefix.clone(), ..Default::default() };
-    let datapath = AttachedDatapath::attach(c, &node_ips, &loader).context("loading the datapath")?;
+    let loader = LoaderConfig {
+        instance: args.prefix.clone(),
+        ..Default::default()
+    };
+    let datapath =
+        AttachedDatapath::attach(c, &node_ips, &loader).context("loading the datapath")?;
     let reader = datapath.perf_reader(&PerfConfig::default())?;
     let node = Node::start(
         NodeConfig {
@@ -113,27 +129,50 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
     };
-    let agent_task = tokio::spawn(serve(node.server.clone(), agent_listener, stopped(stop_rx.clone())));
+    let agent_task = tokio::spawn(serve(
+        node.server.clone(),
+        agent_listener,
+        stopped(stop_rx.clone()),
+    ));
     if let Some(m) = node.metrics.clone() {
         tokio::spawn(serve_metrics(metrics_listener, m, stopped(stop_rx.clone())));
     }
-    let relay = Relay::start(RelayConfig { static_nodes: vec![agent_addr.to_string()], ..Default::default() });
-    let relay_task =
-        tokio::spawn(periscope_relay::serve(relay.clone(), relay_listener, ServeOptions::default(), stopped(stop_rx)));
-    println!("  agent {agent_addr} (Hubble API), relay {relay_addr}, metrics http://{}/metrics", args.metrics_address);
+    let relay = Relay::start(RelayConfig {
+        static_nodes: vec![agent_addr.to_string()],
+        ..Default::default()
+    });
+    let relay_task = tokio::spawn(periscope_relay::serve(
+        relay.clone(),
+        relay_listener,
+        ServeOptions::default(),
+        stopped(stop_rx),
+    ));
+    println!(
+        "  agent {agent_addr} (Hubble API), relay {relay_addr}, metrics http://{}/metrics",
+        args.metrics_address
+    );
 
     say("Before any policy: both ships can land");
     landing(c, "tiefighter");
     landing(c, "xwing");
 
     let (policy_text, policy_name) = match &args.policy {
-        Some(p) => (std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?, p.display().to_string()),
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            p.display().to_string(),
+        ),
         None => (RULE1.to_string(), "rule1-l3-l4.yaml".to_string()),
     };
-    say(&format!("Applying {policy_name}: only org=empire may reach deathstar on TCP/80"));
+    say(&format!(
+        "Applying {policy_name}: only org=empire may reach deathstar on TCP/80"
+    ));
     println!("{policy_text}");
     let ch = crate::commands::policy::apply_text(c, &args.prefix, &policy_text, &policy_name)?;
-    println!("applied (revision {}): {} endpoint(s) now enforce it", ch.revision, ch.endpoints.len());
+    println!(
+        "applied (revision {}): {} endpoint(s) now enforce it",
+        ch.revision,
+        ch.endpoints.len()
+    );
 
     say("After the policy: tiefighter lands, xwing is dropped");
     landing(c, "tiefighter");
@@ -142,21 +181,40 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
 
     say("periscope observe --pod deathstar --verdict DROPPED   (through the relay)");
     let server = relay_addr.to_string();
-    let observe = parse_observe(["--server", server.as_str(), "--pod", "deathstar", "--verdict", "DROPPED"])
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let observe = parse_observe([
+        "--server",
+        server.as_str(),
+        "--pod",
+        "deathstar",
+        "--verdict",
+        "DROPPED",
+    ])
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
-    crate::commands::observe(&observe, stdout.lock(), std::io::stderr(), tty, std::future::pending::<()>())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::commands::observe(
+        &observe,
+        stdout.lock(),
+        std::io::stderr(),
+        tty,
+        std::future::pending::<()>(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::io::stdout().flush()?;
 
     if !args.no_wait {
         say("The cluster keeps running. Try, in another terminal:");
         println!("  periscope observe --server {relay_addr} -f");
         println!("  periscope top --server {relay_addr}");
-        println!("  sudo periscope cluster --prefix {} exec xwing -- curl -s --max-time 2 deathstar/v1/request-landing", args.prefix);
-        println!("  curl -s http://{}/metrics | grep hubble_drop_total", args.metrics_address);
+        println!(
+            "  sudo periscope cluster --prefix {} exec xwing -- curl -s --max-time 2 deathstar/v1/request-landing",
+            args.prefix
+        );
+        println!(
+            "  curl -s http://{}/metrics | grep hubble_drop_total",
+            args.metrics_address
+        );
         println!("Press Ctrl-C to tear everything down.");
         crate::commands::shutdown_signal().await;
     }

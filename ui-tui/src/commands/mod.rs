@@ -2,8 +2,8 @@
 
 mod demo;
 mod list;
-pub mod policy;
 mod observe;
+pub mod policy;
 mod status;
 
 use std::io::IsTerminal;
@@ -36,8 +36,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             list::namespaces(&args, &mut std::io::stdout().lock()).await
         }
         Command::Top(args) => crate::tui::run(&args).await,
-        Command::Demo(args) => demo::run(&args).await.map_err(|e| CliError::Usage(format!("demo: {e:#}"))),
-        Command::Policy(args) => policy::run(&args).map_err(|e| CliError::Usage(format!("policy: {e:#}"))),
+        Command::Demo(args) => demo::run(&args)
+            .await
+            .map_err(|e| CliError::Usage(format!("demo: {e:#}"))),
+        Command::Policy(args) => {
+            policy::run(&args).map_err(|e| CliError::Usage(format!("policy: {e:#}")))
+        }
         Command::Cluster(p) => companion("periscope-cluster", &p.args),
         Command::Agent(p) => companion("periscope-agent", &p.args),
     }
@@ -74,9 +78,15 @@ fn companion(name: &str, args: &[String]) -> Result<(), CliError> {
         .and_then(|exe| exe.parent().map(|d| d.join(name)))
         .filter(|p| p.is_file());
     let program = sibling.unwrap_or_else(|| std::path::PathBuf::from(name));
-    let status = std::process::Command::new(&program).args(args).status().map_err(|e| {
-        CliError::Usage(format!("cannot run {}: {e} (build it with `cargo build --workspace`)", program.display()))
-    })?;
+    let status = std::process::Command::new(&program)
+        .args(args)
+        .status()
+        .map_err(|e| {
+            CliError::Usage(format!(
+                "cannot run {}: {e} (build it with `cargo build --workspace`)",
+                program.display()
+            ))
+        })?;
     if status.success() {
         Ok(())
     } else {
