@@ -30,8 +30,10 @@ use aya::{Ebpf, EbpfLoader};
 use periscope_probes::probes::{self, Aggregation, PROBES_OBJECT};
 use tracing::{debug, info, warn};
 
-use crate::maps::{Conntrack, EndpointMap, Ipcache, MapsError};
+use crate::enforce::{self, EnforceError, LiveMaps, SyncStats};
+use crate::maps::{Conntrack, EndpointMap, Ipcache, MapsError, PolicyMap, PolicyStateMap};
 use crate::perf::{PerfConfig, PerfError, PerfReader, ReaderSlot};
+use crate::policy::{PolicyContext, PolicyRepository, ResolvedPolicy};
 
 /// Where bpffs is normally mounted.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
@@ -179,7 +181,7 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> LoaderError {
     move |source| LoaderError::Io { context, source }
 }
 
-fn validate_instance(name: &str) -> Result<(), LoaderError> {
+pub(crate) fn validate_instance(name: &str) -> Result<(), LoaderError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -278,6 +280,8 @@ pub struct Datapath {
     endpoints: EndpointMap,
     ipcache: Ipcache,
     conntrack: Conntrack,
+    policy: PolicyMap,
+    policy_state: PolicyStateMap,
     ebpf: Ebpf,
     attached: BTreeMap<(String, Hook), Attachment>,
     pin_dir: PathBuf,
@@ -341,6 +345,8 @@ impl Datapath {
         let endpoints = EndpointMap::from_map(take(probes::map::ENDPOINTS)?)?;
         let ipcache = Ipcache::from_map(take(probes::map::IPCACHE)?)?;
         let conntrack = Conntrack::from_map(take(probes::map::CONNTRACK)?)?;
+        let policy = PolicyMap::from_map(take(probes::map::POLICY)?)?;
+        let policy_state = PolicyStateMap::from_map(take(probes::map::POLICY_STATE)?)?;
         if ebpf.map(probes::map::EVENTS).is_none() {
             return Err(LoaderError::Missing(probes::map::EVENTS));
         }
@@ -349,6 +355,8 @@ impl Datapath {
             endpoints,
             ipcache,
             conntrack,
+            policy,
+            policy_state,
             ebpf,
             attached: BTreeMap::new(),
             pin_dir: pin_dir.to_owned(),
@@ -380,6 +388,45 @@ impl Datapath {
 
     pub fn conntrack(&self) -> &Conntrack {
         &self.conntrack
+    }
+
+    /// For [`Conntrack::gc`].
+    pub fn conntrack_mut(&mut self) -> &mut Conntrack {
+        &mut self.conntrack
+    }
+
+    /// Makes `resolved` the enforced policy (policy maps, CIDR identities in the ipcache); see
+    /// [`enforce::sync`]. Connections already in conntrack keep flowing, as in Cilium.
+    pub fn apply_policy(&mut self, resolved: &ResolvedPolicy) -> Result<SyncStats, EnforceError> {
+        let _lock = enforce::PolicyLock::acquire(&self.pin_dir)?;
+        enforce::sync(
+            &mut self.policy,
+            &mut self.policy_state,
+            &mut self.ipcache,
+            resolved,
+        )
+    }
+
+    /// Compiles the policy files for `ctx`'s endpoints and enforces the result (e.g. for a
+    /// benchmark: `PolicyContext::from_pods(..)` + `rule1-l3-l4.yaml`). Returns the repository.
+    pub fn apply_policy_files(
+        &mut self,
+        ctx: PolicyContext,
+        files: &[&Path],
+    ) -> Result<PolicyRepository, EnforceError> {
+        let mut repo = PolicyRepository::new(ctx);
+        let mut policies = Vec::new();
+        for f in files {
+            policies.extend(crate::policy::load_file(f)?);
+        }
+        repo.apply(policies)?;
+        self.apply_policy(repo.resolved())?;
+        Ok(repo)
+    }
+
+    /// What the probes currently enforce.
+    pub fn live_policy(&self) -> Result<LiveMaps, EnforceError> {
+        LiveMaps::read(&self.policy, &self.policy_state)
     }
 
     /// Opens per-CPU perf buffers and stores them in the `events` array. One reader at a time:

@@ -1,5 +1,6 @@
 //! Typed userspace access to the maps the probes read: the endpoint map (pod IP → endpoint id,
-//! host-side ifindex, identity), the ipcache (prefix → identity) and, read-only, conntrack.
+//! host-side ifindex, identity), the ipcache (prefix → identity), the policy trie and per-endpoint
+//! policy state (written by [`crate::enforce`]), and conntrack (read, and garbage collected).
 //!
 //! Handles come from a loaded [`Datapath`](crate::loader::Datapath) or are opened from the
 //! instance's pin directory, so another thread or process can keep the maps in sync while the
@@ -12,7 +13,8 @@ use aya::Pod;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, Map, MapData, MapError};
 use periscope_probes::probes::{
-    self, CtEntry, CtKey, EndpointInfo, EndpointKey, IpcachePrefix, IpcacheValue, ProbeConfigError,
+    self, CT_F_CLOSING, CtEntry, CtKey, EndpointInfo, EndpointKey, IpcachePrefix, IpcacheValue,
+    PolicyEntry, PolicyPrefix, PolicyState, ProbeConfigError, ct_lifetime,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +50,10 @@ pod!(
     IpcPrefix(IpcachePrefix),
     IpcValue(IpcacheValue),
     Ct(CtKey),
-    CtVal(CtEntry)
+    CtVal(CtEntry),
+    PolPrefix(PolicyPrefix),
+    PolEntry(PolicyEntry),
+    PolState(PolicyState)
 );
 
 /// True when a map syscall failed because the key was absent.
@@ -229,7 +234,7 @@ pub struct CtRecord {
     pub entry: CtEntry,
 }
 
-/// Read-only view of the `conntrack` LRU map (diagnostics and tests).
+/// The `conntrack` LRU map: read for diagnostics, swept by [`Conntrack::gc`].
 pub struct Conntrack {
     inner: HashMap<MapData, Ct, CtVal>,
 }
@@ -258,6 +263,213 @@ impl Conntrack {
                 Err(e) => return Err(map_err(probes::map::CONNTRACK)(e)),
             }
         }
+        Ok(out)
+    }
+}
+
+/// The idle lifetime the probes give a conntrack entry of protocol `proto` (see `ct_lifetime` in
+/// `bpf/probes.c`): past it the entry no longer matches.
+pub fn ct_entry_lifetime_ns(entry: &CtEntry, proto: u8) -> u64 {
+    const IPPROTO_TCP: u8 = 6;
+    if entry.flags & CT_F_CLOSING != 0 {
+        ct_lifetime::CLOSING_NS
+    } else if proto == IPPROTO_TCP {
+        ct_lifetime::TCP_NS
+    } else {
+        ct_lifetime::NON_TCP_NS
+    }
+}
+
+/// Whether the probes would treat `entry` as gone at monotonic time `now_ns`.
+pub fn ct_entry_expired(key: &CtKey, entry: &CtEntry, now_ns: u64) -> bool {
+    now_ns.saturating_sub(entry.last_seen_ns) > ct_entry_lifetime_ns(entry, key.proto)
+}
+
+/// CLOCK_MONOTONIC in ns: the clock the probes stamp conntrack entries with (they read its
+/// coarse variant, which lags by at most a tick).
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: timespec is plain data; clock_gettime fills it and cannot fail for this clock.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// What one conntrack sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtGcStats {
+    pub scanned: usize,
+    pub deleted: usize,
+}
+
+impl Conntrack {
+    /// Deletes every entry expired at monotonic time `now_ns` (pass [`monotonic_ns`]). The
+    /// probes already ignore expired entries and the LRU evicts the oldest when full; the sweep
+    /// returns their memory and keeps `list` meaningful. An entry a packet refreshed between
+    /// the scan and the delete is re-read and kept.
+    pub fn gc(&mut self, now_ns: u64) -> Result<CtGcStats, MapsError> {
+        let records = self.list()?;
+        let mut stats = CtGcStats {
+            scanned: records.len(),
+            deleted: 0,
+        };
+        for r in records {
+            if !ct_entry_expired(&r.key, &r.entry, now_ns) {
+                continue;
+            }
+            match self.inner.get(&Ct(r.key), 0) {
+                Ok(CtVal(fresh)) if !ct_entry_expired(&r.key, &fresh, now_ns) => continue,
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(map_err(probes::map::CONNTRACK)(e)),
+            }
+            match self.inner.remove(&Ct(r.key)) {
+                Ok(()) => stats.deleted += 1,
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(map_err(probes::map::CONNTRACK)(e)),
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// One entry of the `policy` LPM trie as stored: `prefix_len` bits of `prefix` match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub prefix_len: u32,
+    pub prefix: PolicyPrefix,
+    pub entry: PolicyEntry,
+}
+
+/// The `policy` LPM trie (all endpoints, both directions, both slots).
+pub struct PolicyMap {
+    inner: LpmTrie<MapData, PolPrefix, PolEntry>,
+}
+
+impl PolicyMap {
+    pub(crate) fn from_map(map: Map) -> Result<Self, MapsError> {
+        let inner = LpmTrie::try_from(map).map_err(map_err(probes::map::POLICY))?;
+        Ok(Self { inner })
+    }
+
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self, MapsError> {
+        Self::from_map(Map::LpmTrie(open_pinned(pin_dir, probes::map::POLICY)?))
+    }
+
+    /// Inserts or replaces the entry for `prefix_len` bits of `prefix`.
+    pub fn insert(
+        &mut self,
+        prefix_len: u32,
+        prefix: PolicyPrefix,
+        entry: PolicyEntry,
+    ) -> Result<(), MapsError> {
+        self.inner
+            .insert(&Key::new(prefix_len, PolPrefix(prefix)), PolEntry(entry), 0)
+            .map_err(map_err(probes::map::POLICY))
+    }
+
+    /// Removes exactly that key; `false` if it was not there.
+    pub fn remove(&mut self, prefix_len: u32, prefix: PolicyPrefix) -> Result<bool, MapsError> {
+        match self.inner.remove(&Key::new(prefix_len, PolPrefix(prefix))) {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(map_err(probes::map::POLICY)(e)),
+        }
+    }
+
+    /// The entry the trie returns for a full-length lookup key (longest prefix match).
+    pub fn lookup(&self, prefix: PolicyPrefix) -> Result<Option<PolicyEntry>, MapsError> {
+        let key = Key::new(probes::policy::PREFIX_FULL, PolPrefix(prefix));
+        match self.inner.get(&key, 0) {
+            Ok(PolEntry(e)) => Ok(Some(e)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(map_err(probes::map::POLICY)(e)),
+        }
+    }
+
+    /// Every stored entry.
+    pub fn list(&self) -> Result<Vec<PolicyRecord>, MapsError> {
+        let mut out = Vec::new();
+        for item in self.inner.iter() {
+            match item {
+                Ok((key, PolEntry(entry))) => {
+                    let PolPrefix(prefix) = key.data();
+                    out.push(PolicyRecord {
+                        prefix_len: key.prefix_len(),
+                        prefix,
+                        entry,
+                    });
+                }
+                // Removed by a concurrent sync between "next key" and "lookup".
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(map_err(probes::map::POLICY)(e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The `policy_state` hash: endpoint id → enforced directions and live slot.
+pub struct PolicyStateMap {
+    inner: HashMap<MapData, u32, PolState>,
+}
+
+impl PolicyStateMap {
+    pub(crate) fn from_map(map: Map) -> Result<Self, MapsError> {
+        let inner = HashMap::try_from(map).map_err(map_err(probes::map::POLICY_STATE))?;
+        Ok(Self { inner })
+    }
+
+    pub fn open_pinned(pin_dir: &Path) -> Result<Self, MapsError> {
+        Self::from_map(Map::HashMap(open_pinned(
+            pin_dir,
+            probes::map::POLICY_STATE,
+        )?))
+    }
+
+    /// The state of `endpoint_id`; `None` when nothing is enforced for it.
+    pub fn get(&self, endpoint_id: u16) -> Result<Option<PolicyState>, MapsError> {
+        match self.inner.get(&u32::from(endpoint_id), 0) {
+            Ok(PolState(s)) => Ok(Some(s)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(map_err(probes::map::POLICY_STATE)(e)),
+        }
+    }
+
+    /// Sets the state in one map update: the probes see the old value or the new one.
+    pub fn set(&mut self, endpoint_id: u16, state: PolicyState) -> Result<(), MapsError> {
+        self.inner
+            .insert(u32::from(endpoint_id), PolState(state), 0)
+            .map_err(map_err(probes::map::POLICY_STATE))
+    }
+
+    /// Removes the state; `false` if there was none.
+    pub fn remove(&mut self, endpoint_id: u16) -> Result<bool, MapsError> {
+        match self.inner.remove(&u32::from(endpoint_id)) {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(map_err(probes::map::POLICY_STATE)(e)),
+        }
+    }
+
+    /// Every endpoint with a state, sorted by id. Ids above `u16::MAX` (never written by us) are
+    /// skipped.
+    pub fn list(&self) -> Result<Vec<(u16, PolicyState)>, MapsError> {
+        let mut out = Vec::new();
+        for item in self.inner.iter() {
+            match item {
+                Ok((id, PolState(state))) => {
+                    if let Ok(id) = u16::try_from(id) {
+                        out.push((id, state));
+                    }
+                }
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(map_err(probes::map::POLICY_STATE)(e)),
+            }
+        }
+        out.sort_by_key(|(id, _)| *id);
         Ok(out)
     }
 }

@@ -89,7 +89,7 @@ struct ipcache_value {
  * see an endpoint's old policy or its new one, never a mix.
  */
 #define POLICY_MAP_SIZE 65536
-#define POLICY_STATE_MAP_SIZE 65536 /* indexed by endpoint id */
+#define POLICY_STATE_MAP_SIZE 65536 /* endpoints with policy */
 
 #define POLICY_DIR_INGRESS 0
 #define POLICY_DIR_EGRESS 1
@@ -99,14 +99,18 @@ struct ipcache_value {
 #define POLICY_PREFIX_PROTO 64 /* ... + protocol */
 #define POLICY_PREFIX_FULL 80  /* ... + dport */
 
-struct policy_key {
-	__u32 prefixlen;
+struct policy_prefix {
 	__u32 sec_label;   /* remote identity; 0 = any */
 	__u16 endpoint_id; /* the local endpoint whose policy this is */
 	__u8 dir;          /* POLICY_DIR_* | slot << POLICY_DIR_SLOT_SHIFT */
 	__u8 protocol;     /* 0 = any (then the port is not matched either) */
 	__u16 dport;       /* network byte order; first port of the prefix */
 	__u16 pad;
+};
+
+struct policy_key {
+	__u32 prefixlen;
+	struct policy_prefix data;
 };
 
 #define POLICY_F_DENY 0x01
@@ -123,7 +127,8 @@ struct policy_entry {
 #define POLICY_ENFORCE_EGRESS 0x02
 #define POLICY_STATE_SLOT 0x04 /* the live slot of the endpoint's entries */
 
-/* Per endpoint (array index = endpoint id): whether each direction is enforced. */
+/* Per endpoint (hash keyed by the __u32 endpoint id; absent = nothing enforced): whether each
+ * direction is enforced, and which slot of policy entries is live. */
 struct policy_state {
 	__u32 flags;
 };

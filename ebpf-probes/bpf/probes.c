@@ -94,10 +94,11 @@ struct {
 } policy SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, struct policy_state);
 	__uint(max_entries, POLICY_STATE_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } policy_state SEC(".maps");
 
@@ -591,15 +592,17 @@ static __always_inline __s32 policy_lookup(__u16 ep_id, __u8 dir, __u32 remote, 
 {
 	struct policy_key key = {
 		.prefixlen = POLICY_PREFIX_FULL,
-		.sec_label = remote,
-		.endpoint_id = ep_id,
-		.dir = dir,
-		.protocol = proto,
-		.dport = dport_be,
+		.data = {
+			.sec_label = remote,
+			.endpoint_id = ep_id,
+			.dir = dir,
+			.protocol = proto,
+			.dport = dport_be,
+		},
 	};
 	struct policy_entry *hit = bpf_map_lookup_elem(&policy, &key);
 
-	key.sec_label = 0;
+	key.data.sec_label = 0;
 	struct policy_entry *any = bpf_map_lookup_elem(&policy, &key);
 
 	if (!hit || (any && match_precedence(any->match_type) < match_precedence(hit->match_type)))

@@ -49,7 +49,11 @@ pub mod map {
     pub const IPCACHE: &str = "ipcache";
     /// LRU hash: [`CtKey`](super::CtKey) → [`CtEntry`](super::CtEntry).
     pub const CONNTRACK: &str = "conntrack";
-    pub const ALL: [&str; 4] = [EVENTS, ENDPOINTS, IPCACHE, CONNTRACK];
+    /// LPM trie: [`PolicyKey`](super::PolicyKey) → [`PolicyEntry`](super::PolicyEntry).
+    pub const POLICY: &str = "policy";
+    /// Hash: endpoint id (`u32`) → [`PolicyState`](super::PolicyState).
+    pub const POLICY_STATE: &str = "policy_state";
+    pub const ALL: [&str; 6] = [EVENTS, ENDPOINTS, IPCACHE, CONNTRACK, POLICY, POLICY_STATE];
 }
 
 /// Load-time settings (`volatile const` globals in the object).
@@ -82,6 +86,39 @@ pub const CT_F_CLOSING: u8 = 0x01;
 /// How long the identities cached in a conntrack entry are reused before the probes look them
 /// up again: the bound on how stale a trace's identities can be after an ipcache change.
 pub const CT_IDS_REFRESH_NS: u64 = 1_000_000_000;
+
+/// Idle lifetimes of conntrack entries: past them an entry no longer matches (the packet is
+/// new again and goes through policy) and userspace garbage collection may delete it.
+pub mod ct_lifetime {
+    pub const TCP_NS: u64 = 21_600 * 1_000_000_000;
+    pub const NON_TCP_NS: u64 = 60 * 1_000_000_000;
+    /// After a FIN or RST.
+    pub const CLOSING_NS: u64 = 10 * 1_000_000_000;
+}
+
+/// Policy map layout constants (`POLICY_*` in `bpf/maps.h`).
+pub mod policy {
+    pub const MAP_SIZE: u32 = 65_536;
+    /// Endpoints the `policy_state` hash can hold.
+    pub const STATE_MAP_SIZE: u32 = 65_536;
+    /// Direction values in [`PolicyPrefix::dir`](super::PolicyPrefix::dir).
+    pub const DIR_INGRESS: u8 = 0;
+    pub const DIR_EGRESS: u8 = 1;
+    /// `dir = direction | slot << DIR_SLOT_SHIFT`.
+    pub const DIR_SLOT_SHIFT: u8 = 1;
+    /// Trie prefix lengths (bits of [`PolicyPrefix`](super::PolicyPrefix)): identity, endpoint
+    /// and direction; plus the protocol; plus the whole port.
+    pub const PREFIX_FIXED: u32 = 56;
+    pub const PREFIX_PROTO: u32 = 64;
+    pub const PREFIX_FULL: u32 = 80;
+    /// [`PolicyEntry::flags`](super::PolicyEntry::flags): a deny entry.
+    pub const F_DENY: u8 = 0x01;
+    /// [`PolicyState::flags`](super::PolicyState::flags).
+    pub const ENFORCE_INGRESS: u32 = 0x01;
+    pub const ENFORCE_EGRESS: u32 = 0x02;
+    /// The endpoint's live slot of entries (0 or 1).
+    pub const STATE_SLOT: u32 = 0x04;
+}
 
 /// Monitor aggregation level, like Cilium's `--monitor-aggregation`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -271,6 +308,52 @@ pub struct IpcacheKey {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct IpcacheValue {
     pub sec_identity: u32,
+    pub flags: u32,
+}
+
+/// `struct policy_prefix`: the part of a policy key the LPM trie matches on. `sec_label`,
+/// `endpoint_id` and `dir` are always matched in full; `protocol` and the leading bits of `dport`
+/// only as far as the key's prefix length reaches.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyPrefix {
+    /// Remote identity; 0 = any.
+    pub sec_label: u32,
+    pub endpoint_id: u16,
+    /// `policy::DIR_*` | slot << `policy::DIR_SLOT_SHIFT`.
+    pub dir: u8,
+    /// 0 = any protocol.
+    pub protocol: u8,
+    /// Network byte order: the first port of the prefix.
+    pub dport: u16,
+    pub pad: u16,
+}
+
+/// `struct policy_key`: `prefixlen` bits of `data` must match.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PolicyKey {
+    pub prefixlen: u32,
+    pub data: PolicyPrefix,
+}
+
+/// `struct policy_entry`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PolicyEntry {
+    /// `policy::F_*`.
+    pub flags: u8,
+    /// `abi::match_type` code reported in policy-verdict notifications.
+    pub match_type: u8,
+    pub pad: u16,
+    pub pad2: u32,
+}
+
+/// `struct policy_state`: per endpoint, which directions are enforced and the live slot.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PolicyState {
+    /// `policy::ENFORCE_*` | `policy::STATE_SLOT`.
     pub flags: u32,
 }
 
@@ -476,6 +559,24 @@ mod tests {
         off!(rust, "ipcache_value", IpcacheValue, sec_identity);
         off!(rust, "ipcache_value", IpcacheValue, flags);
 
+        size!(rust, "policy_prefix", PolicyPrefix);
+        off!(rust, "policy_prefix", PolicyPrefix, sec_label);
+        off!(rust, "policy_prefix", PolicyPrefix, endpoint_id);
+        off!(rust, "policy_prefix", PolicyPrefix, dir);
+        off!(rust, "policy_prefix", PolicyPrefix, protocol);
+        off!(rust, "policy_prefix", PolicyPrefix, dport);
+        off!(rust, "policy_prefix", PolicyPrefix, pad);
+        size!(rust, "policy_key", PolicyKey);
+        off!(rust, "policy_key", PolicyKey, prefixlen);
+        off!(rust, "policy_key", PolicyKey, data);
+        size!(rust, "policy_entry", PolicyEntry);
+        off!(rust, "policy_entry", PolicyEntry, flags);
+        off!(rust, "policy_entry", PolicyEntry, match_type);
+        off!(rust, "policy_entry", PolicyEntry, pad);
+        off!(rust, "policy_entry", PolicyEntry, pad2);
+        size!(rust, "policy_state", PolicyState);
+        off!(rust, "policy_state", PolicyState, flags);
+
         size!(rust, "ct_key", CtKey);
         off!(rust, "ct_key", CtKey, saddr);
         off!(rust, "ct_key", CtKey, daddr);
@@ -636,6 +737,21 @@ mod tests {
         konst!(rust, "CT_SCOPE_NETDEV", ct_scope::NETDEV);
         konst!(rust, "CT_F_CLOSING", CT_F_CLOSING);
         konst!(rust, "CT_IDS_REFRESH_NS", CT_IDS_REFRESH_NS);
+        konst!(rust, "CT_LIFETIME_TCP_NS", ct_lifetime::TCP_NS);
+        konst!(rust, "CT_LIFETIME_NONTCP_NS", ct_lifetime::NON_TCP_NS);
+        konst!(rust, "CT_LIFETIME_CLOSING_NS", ct_lifetime::CLOSING_NS);
+        konst!(rust, "POLICY_MAP_SIZE", policy::MAP_SIZE);
+        konst!(rust, "POLICY_STATE_MAP_SIZE", policy::STATE_MAP_SIZE);
+        konst!(rust, "POLICY_DIR_INGRESS", policy::DIR_INGRESS);
+        konst!(rust, "POLICY_DIR_EGRESS", policy::DIR_EGRESS);
+        konst!(rust, "POLICY_DIR_SLOT_SHIFT", policy::DIR_SLOT_SHIFT);
+        konst!(rust, "POLICY_PREFIX_FIXED", policy::PREFIX_FIXED);
+        konst!(rust, "POLICY_PREFIX_PROTO", policy::PREFIX_PROTO);
+        konst!(rust, "POLICY_PREFIX_FULL", policy::PREFIX_FULL);
+        konst!(rust, "POLICY_F_DENY", policy::F_DENY);
+        konst!(rust, "POLICY_ENFORCE_INGRESS", policy::ENFORCE_INGRESS);
+        konst!(rust, "POLICY_ENFORCE_EGRESS", policy::ENFORCE_EGRESS);
+        konst!(rust, "POLICY_STATE_SLOT", policy::STATE_SLOT);
         konst!(rust, "IPCACHE_PREFIX_BITS(0)", 32u32);
 
         let c = c_layout();
