@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use periscope_datapath::cluster::Cluster;
+use periscope_datapath::enforce::{self, ConntrackGc, EnforceError};
 use periscope_datapath::identity::IpLookup;
 use periscope_datapath::loader::{Datapath, LoaderConfig, LoaderError};
 use periscope_datapath::maps::Endpoint;
@@ -62,7 +63,22 @@ pub fn metadata_from_cluster(cluster: &Cluster, node_ips: &[IpAddr]) -> ClusterM
 /// A loaded and attached datapath for one cluster.
 pub struct AttachedDatapath {
     pub datapath: Datapath,
+    /// Expires conntrack entries of closed and idle connections.
+    _ct_gc: ConntrackGc,
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Enforce(#[from] EnforceError),
+    #[error(transparent)]
+    Maps(#[from] periscope_datapath::maps::MapsError),
+}
+
+/// How often closed/idle conntrack entries are collected.
+const CT_GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl AttachedDatapath {
     /// Loads the probes, fills the endpoint map and ipcache, and attaches to every pod's veth.
@@ -70,7 +86,7 @@ impl AttachedDatapath {
         cluster: &Cluster,
         node_ips: &[IpAddr],
         config: &LoaderConfig,
-    ) -> Result<Self, LoaderError> {
+    ) -> Result<Self, AttachError> {
         let mut datapath = Datapath::load(config)?;
         for pod in &cluster.pods {
             let ep = Endpoint {
@@ -86,10 +102,14 @@ impl AttachedDatapath {
                 .ipcache_mut()
                 .insert(net.addr(), net.prefix_len(), identity)?;
         }
+        // Policies applied earlier (`periscope policy apply`) hold again before traffic flows.
+        let repo = enforce::load_repository(cluster)?;
+        datapath.apply_policy(repo.resolved())?;
         for pod in &cluster.pods {
             datapath.attach_endpoint(&pod.host_ifname)?;
         }
-        Ok(Self { datapath })
+        let ct_gc = ConntrackGc::spawn(datapath.pin_dir(), CT_GC_INTERVAL)?;
+        Ok(Self { datapath, _ct_gc: ct_gc })
     }
 
     pub fn perf_reader(&self, config: &PerfConfig) -> Result<PerfReader, LoaderError> {
