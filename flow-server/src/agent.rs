@@ -109,7 +109,10 @@ impl AttachedDatapath {
             datapath.attach_endpoint(&pod.host_ifname)?;
         }
         let ct_gc = ConntrackGc::spawn(datapath.pin_dir(), CT_GC_INTERVAL)?;
-        Ok(Self { datapath, _ct_gc: ct_gc })
+        Ok(Self {
+            datapath,
+            _ct_gc: ct_gc,
+        })
     }
 
     pub fn perf_reader(&self, config: &PerfConfig) -> Result<PerfReader, LoaderError> {

@@ -49,7 +49,7 @@ impl Drop for ClusterGuard {
 /// A running agent: datapath attached, pipeline fed by the perf reader, gRPC on loopback.
 struct Agent {
     node: Option<Node>,
-    _datapath: AttachedDatapath,
+    datapath: AttachedDatapath,
     client: ObserverClient<tonic::transport::Channel>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -88,7 +88,7 @@ impl Agent {
             .expect("connect");
         Agent {
             node: Some(node),
-            _datapath: dp,
+            datapath: dp,
             client,
             shutdown: Some(tx),
         }
@@ -339,4 +339,138 @@ async fn starwars_traffic_becomes_flows() {
         "pins removed"
     );
     let _ = IpAddr::V4(xwing.ip);
+}
+
+fn curl_landing(c: &Cluster, pod: &str, ip: &str) -> Option<String> {
+    let url = format!("http://{ip}/v1/request-landing");
+    let out = c
+        .exec_timeout(
+            pod,
+            &["curl", "-s", "--max-time", "2", "-XPOST", &url],
+            Duration::from_secs(10),
+        )
+        .expect("exec");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Issue "datapath II" through the flow server: rule1 makes xwing's SYNs DROPPED flows with
+/// reason Policy denied, tiefighter's connection FORWARDED with replies, policy-verdict flows for
+/// both; deleting the policy lets xwing land again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule1_drops_become_flows() {
+    use periscope_datapath::policy::{PolicyContext, PolicyRepository};
+    use periscope_proto::flow::DropReason;
+
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED rule1_drops_become_flows: {why}");
+        return;
+    }
+    let pid = std::process::id();
+    let prefix = format!("fsp{}", pid % 100_000);
+    let root = std::env::temp_dir().join("periscope-flow-e2e");
+    let mut opts = BuildOptions::new(&prefix);
+    opts.pod_cidr =
+        Some(Ipv4Net::new(Ipv4Addr::new(10, 231, (pid % 256) as u8, 0), 24).expect("cidr"));
+    opts.server = ServerMode::InProcess;
+    opts.state_root = root.clone();
+    let mut guard = ClusterGuard {
+        prefix: prefix.clone(),
+        root: root.clone(),
+        cluster: None,
+    };
+    let c = cluster::build(&ClusterSpec::starwars(), &opts).expect("build Star Wars cluster");
+    guard.cluster = Some(c.clone());
+    let ds = c.pods_named("deathstar").next().expect("deathstar").clone();
+    let ds_ip = ds.ip.to_string();
+    let mut agent = Agent::start(&c, &prefix, Aggregation::Medium).await;
+
+    let mut repo = PolicyRepository::new(PolicyContext::from_cluster(&c));
+    let rule1 = include_str!("../../examples/starwars/rule1-l3-l4.yaml");
+    repo.apply_text(rule1, "rule1-l3-l4.yaml")
+        .expect("rule1 compiles");
+    agent
+        .datapath
+        .datapath
+        .apply_policy(repo.resolved())
+        .expect("apply rule1");
+
+    assert_eq!(
+        curl_landing(&c, "tiefighter", &ds_ip).as_deref(),
+        Some("Ship landed")
+    );
+    assert_eq!(
+        curl_landing(&c, "xwing", &ds_ip),
+        None,
+        "xwing must time out under rule1"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let dropped = agent
+        .flows(FlowFilter {
+            source_pod: vec!["default/xwing".into()],
+            verdict: vec![Verdict::Dropped as i32],
+            ..Default::default()
+        })
+        .await;
+    let drops: Vec<&Flow> = dropped
+        .iter()
+        .filter(|f| f.event_type.as_ref().is_some_and(|e| e.r#type == 1))
+        .collect();
+    assert!(!drops.is_empty(), "no drop flows for xwing");
+    for f in &drops {
+        assert_eq!(f.drop_reason_desc(), DropReason::PolicyDenied);
+        assert_eq!(f.summary, "TCP Flags: SYN");
+        assert_eq!(reply(f), None, "drops have unknown reply state (<>)");
+        let dst = f.destination.as_ref().expect("dst");
+        assert_eq!(
+            (dst.pod_name.as_str(), dst.identity),
+            (ds.name.as_str(), ds.identity)
+        );
+        assert!(
+            matches!(f.l4.as_ref().and_then(|l| l.protocol.as_ref()), Some(Protocol::Tcp(t)) if t.destination_port == 80)
+        );
+    }
+    let verdicts = |pod: &str| FlowFilter {
+        source_pod: vec![format!("default/{pod}")],
+        event_type: vec![periscope_proto::flow::EventTypeFilter {
+            r#type: 5,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let denied = agent.flows(verdicts("xwing")).await;
+    assert!(!denied.is_empty() && denied.iter().all(|f| f.verdict() == Verdict::Dropped));
+    let allowed = agent.flows(verdicts("tiefighter")).await;
+    assert_eq!(
+        allowed.len(),
+        1,
+        "one verdict for tiefighter's one connection"
+    );
+    assert_eq!(allowed[0].verdict(), Verdict::Forwarded);
+    assert_eq!(allowed[0].policy_match_type, 2, "L3-L4 match");
+    let replies = agent
+        .flows(FlowFilter {
+            source_pod: vec![ds.qualified_name()],
+            destination_pod: vec!["default/tiefighter".into()],
+            reply: vec![true],
+            ..Default::default()
+        })
+        .await;
+    assert!(replies.iter().all(|f| f.verdict() == Verdict::Forwarded) && !replies.is_empty());
+
+    repo.delete("rule1").expect("delete rule1");
+    agent
+        .datapath
+        .datapath
+        .apply_policy(repo.resolved())
+        .expect("remove rule1");
+    assert_eq!(
+        curl_landing(&c, "xwing", &ds_ip).as_deref(),
+        Some("Ship landed")
+    );
+    drop(agent);
+    let c = guard.cluster.take().expect("cluster");
+    c.teardown().expect("teardown");
 }
