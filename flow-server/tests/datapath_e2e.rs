@@ -46,6 +46,27 @@ impl Drop for ClusterGuard {
     }
 }
 
+/// Builds a Star Wars instance with its own prefix and pod CIDR (10.<octet>.<pid>.0/24) and a
+/// guard that tears it down however the test ends.
+fn build_instance(tag: &str, octet: u8) -> (ClusterGuard, Cluster) {
+    let pid = std::process::id();
+    let prefix = format!("{tag}{}", pid % 100_000);
+    let root = std::env::temp_dir().join("periscope-flow-e2e");
+    let mut opts = BuildOptions::new(&prefix);
+    opts.pod_cidr =
+        Some(Ipv4Net::new(Ipv4Addr::new(10, octet, (pid % 256) as u8, 0), 24).expect("cidr"));
+    opts.server = ServerMode::InProcess;
+    opts.state_root = root.clone();
+    let mut guard = ClusterGuard {
+        prefix,
+        root,
+        cluster: None,
+    };
+    let c = cluster::build(&ClusterSpec::starwars(), &opts).expect("build Star Wars cluster");
+    guard.cluster = Some(c.clone());
+    (guard, c)
+}
+
 /// A running agent: datapath attached, pipeline fed by the perf reader, gRPC on loopback.
 struct Agent {
     node: Option<Node>,
@@ -159,21 +180,8 @@ async fn starwars_traffic_becomes_flows() {
         eprintln!("SKIPPED starwars_traffic_becomes_flows: {why}");
         return;
     }
-    let pid = std::process::id();
-    let prefix = format!("fse{}", pid % 100_000);
-    let root = std::env::temp_dir().join("periscope-flow-e2e");
-    let mut opts = BuildOptions::new(&prefix);
-    opts.pod_cidr =
-        Some(Ipv4Net::new(Ipv4Addr::new(10, 230, (pid % 256) as u8, 0), 24).expect("cidr"));
-    opts.server = ServerMode::InProcess;
-    opts.state_root = root.clone();
-    let mut guard = ClusterGuard {
-        prefix: prefix.clone(),
-        root: root.clone(),
-        cluster: None,
-    };
-    let c = cluster::build(&ClusterSpec::starwars(), &opts).expect("build Star Wars cluster");
-    guard.cluster = Some(c.clone());
+    let (mut guard, c) = build_instance("fse", 230);
+    let (prefix, root) = (guard.prefix.clone(), guard.root.clone());
     let xwing = c.pod("xwing").expect("xwing").clone();
     let tiefighter = c.pod("tiefighter").expect("tiefighter").clone();
     let deathstar = c.pods_named("deathstar").next().expect("deathstar").clone();
@@ -367,21 +375,8 @@ async fn rule1_drops_become_flows() {
         eprintln!("SKIPPED rule1_drops_become_flows: {why}");
         return;
     }
-    let pid = std::process::id();
-    let prefix = format!("fsp{}", pid % 100_000);
-    let root = std::env::temp_dir().join("periscope-flow-e2e");
-    let mut opts = BuildOptions::new(&prefix);
-    opts.pod_cidr =
-        Some(Ipv4Net::new(Ipv4Addr::new(10, 231, (pid % 256) as u8, 0), 24).expect("cidr"));
-    opts.server = ServerMode::InProcess;
-    opts.state_root = root.clone();
-    let mut guard = ClusterGuard {
-        prefix: prefix.clone(),
-        root: root.clone(),
-        cluster: None,
-    };
-    let c = cluster::build(&ClusterSpec::starwars(), &opts).expect("build Star Wars cluster");
-    guard.cluster = Some(c.clone());
+    let (mut guard, c) = build_instance("fsp", 231);
+    let prefix = guard.prefix.clone();
     let ds = c.pods_named("deathstar").next().expect("deathstar").clone();
     let ds_ip = ds.ip.to_string();
     let mut agent = Agent::start(&c, &prefix, Aggregation::Medium).await;
