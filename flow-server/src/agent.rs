@@ -119,3 +119,144 @@ impl AttachedDatapath {
         self.datapath.perf_reader(config)
     }
 }
+
+/// One poll of a policies directory: file name → modification time.
+fn policy_files(
+    dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, std::time::SystemTime> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Default::default();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+            name.ends_with(".yaml").then_some((name, modified))
+        })
+        .collect()
+}
+
+fn policy_event(
+    kind: periscope_proto::flow::AgentEventType,
+    file: &str,
+    revision: u64,
+) -> periscope_proto::flow::AgentEvent {
+    use periscope_proto::flow::{AgentEvent, PolicyUpdateNotification, agent_event::Notification};
+    // Saved files are named `<kind>_<namespace>_<name>.yaml`; Hubble shows policy labels.
+    let stem = file.trim_end_matches(".yaml");
+    AgentEvent {
+        r#type: kind as i32,
+        notification: Some(Notification::PolicyUpdate(PolicyUpdateNotification {
+            labels: vec![format!("io.cilium.k8s.policy.name={stem}")],
+            revision,
+            rule_count: 1,
+        })),
+    }
+}
+
+/// Reports policies applied or deleted by other processes (`periscope policy …` writes the
+/// cluster's policies directory) as POLICY_UPDATED / POLICY_DELETED agent events.
+pub fn watch_policies(
+    server: std::sync::Arc<crate::server::FlowServer>,
+    dir: std::path::PathBuf,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    use periscope_proto::flow::AgentEventType;
+    // The baseline is taken now, not when the task first runs, so nothing written after this
+    // call goes unreported.
+    let mut seen = policy_files(&dir);
+    tokio::spawn(async move {
+        let mut revision = 0u64;
+        loop {
+            tokio::time::sleep(interval).await;
+            let now = policy_files(&dir);
+            for (name, modified) in &now {
+                if seen.get(name) != Some(modified) {
+                    revision += 1;
+                    server.publish_agent_event(policy_event(
+                        AgentEventType::PolicyUpdated,
+                        name,
+                        revision,
+                    ));
+                }
+            }
+            for name in seen.keys().filter(|n| !now.contains_key(*n)) {
+                revision += 1;
+                server.publish_agent_event(policy_event(
+                    AgentEventType::PolicyDeleted,
+                    name,
+                    revision,
+                ));
+            }
+            seen = now;
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Metadata;
+    use crate::pipeline::PipelineStats;
+    use crate::ring::Ring;
+    use crate::server::{FlowServer, ServerConfig};
+    use periscope_proto::flow::AgentEventType;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn policy_file_changes_become_agent_events() {
+        let dir =
+            std::env::temp_dir().join(format!("periscope-policy-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (ring, _w) = Ring::new(16).expect("ring");
+        let cfg = ServerConfig {
+            node_name: "n".into(),
+            cluster_name: String::new(),
+            advertise_address: String::new(),
+        };
+        let server = FlowServer::new(
+            ring,
+            Arc::new(Metadata::new()),
+            Arc::new(PipelineStats::default()),
+            cfg,
+        );
+        let task = watch_policies(server.clone(), dir.clone(), Duration::from_millis(20));
+        let types = |s: &FlowServer| {
+            s.recent_agent_events()
+                .iter()
+                .map(|e| e.r#type)
+                .collect::<Vec<_>>()
+        };
+        std::fs::write(
+            dir.join("cnp_default_rule1.yaml"),
+            "kind: CiliumNetworkPolicy\n",
+        )
+        .expect("write");
+        for _ in 0..100 {
+            if types(&server).contains(&(AgentEventType::PolicyUpdated as i32)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        std::fs::remove_file(dir.join("cnp_default_rule1.yaml")).expect("remove");
+        for _ in 0..100 {
+            if types(&server).contains(&(AgentEventType::PolicyDeleted as i32)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+        std::fs::remove_dir_all(&dir).ok();
+        let got = types(&server);
+        assert_eq!(
+            got,
+            vec![
+                AgentEventType::AgentStarted as i32,
+                AgentEventType::PolicyUpdated as i32,
+                AgentEventType::PolicyDeleted as i32
+            ]
+        );
+    }
+}

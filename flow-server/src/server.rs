@@ -124,6 +124,15 @@ impl FlowServer {
         let _ = self.agent_tx.send((t, ev));
     }
 
+    /// The retained agent events, oldest first (what GetAgentEvents without follow returns).
+    pub fn recent_agent_events(&self) -> Vec<AgentEvent> {
+        self.agent_events
+            .lock()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
     /// Reports ring losses and client counts to the metrics exporter (set once).
     pub fn set_metrics(&self, metrics: crate::metrics::Metrics) {
         let _ = self.metrics.set(metrics);

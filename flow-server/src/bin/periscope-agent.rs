@@ -207,6 +207,11 @@ async fn run_datapath(
         metrics,
     };
     let node = Node::start(cfg, Box::new(reader), vec![]).context("starting the flow pipeline")?;
+    let _policy_events = periscope_flow_server::agent::watch_policies(
+        node.server.clone(),
+        periscope_datapath::enforce::policies_dir(&cluster),
+        std::time::Duration::from_secs(1),
+    );
     tracing::info!(addr = %args.listen_address, pods = cluster.pods.len(), "datapath attached; serving Observer API");
     serve_until_ctrl_c(&node, listener, metrics_listener).await?;
     node.stop().context("perf reader")?;

@@ -137,6 +137,11 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     if let Some(m) = node.metrics.clone() {
         tokio::spawn(serve_metrics(metrics_listener, m, stopped(stop_rx.clone())));
     }
+    let _policy_events = periscope_flow_server::agent::watch_policies(
+        node.server.clone(),
+        periscope_datapath::enforce::policies_dir(c),
+        Duration::from_secs(1),
+    );
     let relay = Relay::start(RelayConfig {
         static_nodes: vec![agent_addr.to_string()],
         ..Default::default()
