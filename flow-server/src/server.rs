@@ -25,6 +25,7 @@ use periscope_proto::{FILE_DESCRIPTOR_SET, Timestamp};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use crate::filter::{EvalCtx, FilterSet};
@@ -539,6 +540,33 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_tls(server, listener, None, shutdown).await
+}
+
+/// TLS for the node's listener from PEM files; with a client CA, clients (the relay) must
+/// present a certificate it signed (mTLS).
+pub fn server_tls_from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> anyhow::Result<ServerTlsConfig> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(tls)
+}
+
+/// [`serve`], optionally over TLS.
+pub async fn serve_tls(
+    server: Arc<FlowServer>,
+    listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<ObserverServer<ObserverService>>()
@@ -548,7 +576,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let ring = server.ring.clone();
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ObserverServer::new(ObserverService(server.clone())))

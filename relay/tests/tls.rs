@@ -6,11 +6,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use periscope_flow_server::server::{ObserverService, PeerService};
+use periscope_flow_server::server::serve_tls;
 use periscope_proto::observer::observer_client::ObserverClient;
-use periscope_proto::observer::observer_server::ObserverServer;
 use periscope_proto::observer::{GetFlowsRequest, GetNodesRequest};
-use periscope_proto::peer::peer_server::PeerServer;
 use periscope_proto::relay::NodeState;
 use periscope_relay::tls::server_tls_from_pem;
 use periscope_relay::{ConnState, NodeTls, Relay, RelayConfig, ServeOptions, serve};
@@ -20,8 +18,7 @@ use rcgen::{
 };
 use support::{ServeFn, TestNode, flow_time, now_ns};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
 
 struct Pem {
     cert: String,
@@ -63,21 +60,14 @@ fn leaf(ca: &Ca, name: &str, usage: ExtendedKeyUsagePurpose) -> Pem {
     }
 }
 
+/// The node serves through the flow server's own TLS listener (what `periscope-agent --tls-*` runs).
 fn tls_node_server(ca_pem: String, node: Pem) -> ServeFn {
     Arc::new(move |server, listener| {
         let tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(&node.cert, &node.key))
             .client_ca_root(Certificate::from_pem(&ca_pem));
         Box::pin(async move {
-            let builder = Server::builder().tls_config(tls);
-            let Ok(mut builder) = builder else {
-                panic!("node TLS config");
-            };
-            let _ = builder
-                .add_service(ObserverServer::new(ObserverService(server.clone())))
-                .add_service(PeerServer::new(PeerService(server)))
-                .serve_with_incoming(TcpListenerStream::new(listener))
-                .await;
+            let _ = serve_tls(server, listener, Some(tls), std::future::pending()).await;
         })
     })
 }

@@ -15,7 +15,7 @@ use periscope_flow_server::metrics::{MetricsConfig, serve_metrics};
 use periscope_flow_server::node::{Node, NodeConfig};
 use periscope_flow_server::replay::{Pacing, ReplaySource, ReplayWriter, now_ns};
 use periscope_flow_server::ring::DEFAULT_CAPACITY;
-use periscope_flow_server::server::{ServerConfig, serve};
+use periscope_flow_server::server::{ServerConfig, serve_tls, server_tls_from_files};
 use periscope_probes::source::RawEvent;
 
 #[derive(Parser, Debug)]
@@ -42,6 +42,14 @@ struct Args {
     /// Hubble metric plugins and options, e.g. "drop;sourceContext=namespace tcp flow".
     #[arg(long, default_value = periscope_flow_server::metrics::DEFAULT_METRICS)]
     metrics: String,
+    /// TLS certificate (PEM) for the Observer/Peer listener.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mTLS with the relay).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Flows kept in the ring buffer.
     #[arg(long, default_value_t = DEFAULT_CAPACITY)]
     ring_capacity: usize,
@@ -155,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let node = Node::start(cfg, Box::new(source), vec![]).context("starting the flow pipeline")?;
     tracing::info!(addr = %args.listen_address, node = %args.node_name, "serving Observer API");
-    serve_until_ctrl_c(&node, listener, metrics_listener).await?;
+    serve_until_ctrl_c(&args, &node, listener, metrics_listener).await?;
     node.stop().context("event source")?;
     Ok(())
 }
@@ -213,7 +221,7 @@ async fn run_datapath(
         std::time::Duration::from_secs(1),
     );
     tracing::info!(addr = %args.listen_address, pods = cluster.pods.len(), "datapath attached; serving Observer API");
-    serve_until_ctrl_c(&node, listener, metrics_listener).await?;
+    serve_until_ctrl_c(args, &node, listener, metrics_listener).await?;
     node.stop().context("perf reader")?;
     drop(datapath);
     Ok(())
@@ -221,6 +229,7 @@ async fn run_datapath(
 
 /// Serves gRPC (and /metrics when configured) until Ctrl-C.
 async fn serve_until_ctrl_c(
+    args: &Args,
     node: &Node,
     listener: tokio::net::TcpListener,
     metrics_listener: Option<tokio::net::TcpListener>,
@@ -238,8 +247,16 @@ async fn serve_until_ctrl_c(
             }
         });
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server_tls_from_files(
+            cert,
+            key,
+            args.tls_client_ca.as_deref(),
+        )?),
+        _ => None,
+    };
     let mut rx = stop_rx;
-    let grpc = serve(node.server.clone(), listener, async move {
+    let grpc = serve_tls(node.server.clone(), listener, tls, async move {
         let _ = rx.changed().await;
     });
     tokio::pin!(grpc);
