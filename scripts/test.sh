@@ -11,9 +11,10 @@ cargo test --workspace --all-targets 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary (the last binaries run are benchmark smoke runs).
-sum() { grep -Eo "[0-9]+ $1" "$log" | awk '{s+=$1} END {print s+0}'; }
-passed=$(grep -E "^test result:" "$log" | sum passed)
-failed=$(grep -E "^test result:" "$log" | sum failed)
-ignored=$(grep -E "^test result:" "$log" | sum ignored)
+sum() { { grep -Eo "[0-9]+ $1" || true; } | awk '{s+=$1} END {print s+0}'; }
+results=$(grep -E "^test result:" "$log" || true)
+passed=$(sum passed <<<"$results")
+failed=$(sum failed <<<"$results")
+ignored=$(sum ignored <<<"$results")
 echo "summary: $passed passed, $failed failed, $ignored skipped"
 exit "$status"
