@@ -1,7 +1,7 @@
 //! The per-node flow server: decodes datapath notifications into flows, enriches them with
 //! endpoint metadata, keeps them in a compact ring buffer and serves Hubble's Observer and Peer
-//! gRPC APIs. Depends on `periscope-probes` (event ABI) and `periscope-proto` (API); never on the
-//! relay or the UI.
+//! gRPC APIs. Depends on `periscope-probes` (event ABI), `periscope-proto` (API) and, for the
+//! agent's datapath wiring (`agent`), `periscope-datapath`; never on the relay or the UI.
 
 pub mod agent;
 pub mod decoder;
