@@ -304,7 +304,7 @@ impl Metrics {
         let perf_reader_lag = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "periscope_perf_reader_lag_seconds",
-            "Age of the newest event when the perf reader last read it",
+            "Seconds from an event's timestamp (taken when the perf reader read it) to its storage in the ring, sampled",
             perf_reader_lag.clone(),
         );
 
@@ -357,6 +357,7 @@ impl Metrics {
             plugins,
             self.inner.l7.plugins(),
             decoded,
+            self.inner.perf_reader_lag.clone(),
         )
     }
 
@@ -378,7 +379,7 @@ impl Metrics {
         &self.inner.grpc_clients
     }
 
-    /// Set by the perf reader: now minus the timestamp of the newest event it read.
+    /// Set by the observer every 1024 records: now minus the stored record's timestamp.
     pub fn perf_reader_lag(&self) -> &Gauge<f64, AtomicU64> {
         &self.inner.perf_reader_lag
     }

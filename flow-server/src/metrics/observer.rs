@@ -457,7 +457,13 @@ pub struct MetricsObserver {
     world: WorldCache,
     decoded: Counter,
     lost_perf: Counter,
+    /// Age of records when stored (`periscope_perf_reader_lag_seconds`), sampled.
+    lag: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    since_lag_sample: u32,
 }
+
+/// Records between two samples of the stored-record age (one clock read each).
+pub(crate) const LAG_SAMPLE_EVERY: u32 = 1024;
 
 impl MetricsObserver {
     pub(crate) fn new(
@@ -465,6 +471,7 @@ impl MetricsObserver {
         plugins: Vec<FlowPlugin>,
         l7: L7Plugins,
         decoded: Counter,
+        lag: prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     ) -> Self {
         let lost_perf = shared.lost_counter(super::LostSource::PerfEventRingBuffer);
         Self {
@@ -475,6 +482,8 @@ impl MetricsObserver {
             world: WorldCache::default(),
             decoded,
             lost_perf,
+            lag,
+            since_lag_sample: 0,
         }
     }
 
@@ -509,6 +518,13 @@ impl MetricsObserver {
 impl FlowObserver for MetricsObserver {
     fn on_record(&mut self, rec: &FlowRecord) {
         self.check_epoch();
+        // How long after its timestamp (read time, for the perf reader) a record is stored.
+        self.since_lag_sample += 1;
+        if self.since_lag_sample >= LAG_SAMPLE_EVERY && rec.time_ns != 0 {
+            self.since_lag_sample = 0;
+            let now = crate::replay::now_ns();
+            self.lag.set(now.saturating_sub(rec.time_ns) as f64 / 1e9);
+        }
         match rec.kind {
             kind::FLOW => {
                 self.decoded.inc();

@@ -897,3 +897,26 @@ fn default_metrics_enable_the_dashboard_plugins() {
         assert!(kinds.contains(&k), "{k:?}");
     }
 }
+
+#[test]
+fn stored_record_age_is_sampled_as_reader_lag() {
+    let mut rig = Rig::new("flow", Duration::from_secs(60));
+    let syn = tcp4("10.0.1.5", "10.0.1.9", 40000, 80, 0x02);
+    let raw = build::trace(
+        obs_point::TO_LXC,
+        12,
+        XWING_ID,
+        DEATHSTAR_ID,
+        trace_reason::POLICY,
+        &syn,
+    );
+    let two_seconds_ago = crate::replay::now_ns() - 2_000_000_000;
+    for _ in 0..super::observer::LAG_SAMPLE_EVERY {
+        let mut rec = FlowRecord::EMPTY;
+        decode(&raw, two_seconds_ago, 0, &mut rec).expect("decodes");
+        rig.enricher.enrich(&mut rec);
+        rig.obs.on_record(&rec);
+    }
+    let lag = value(&rig.text(), "periscope_perf_reader_lag_seconds", &[]).expect("exported");
+    assert!((2.0..3.0).contains(&lag), "lag {lag}");
+}
