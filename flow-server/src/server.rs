@@ -543,8 +543,21 @@ pub async fn serve(
     serve_tls(server, listener, None, shutdown).await
 }
 
-/// TLS for the node's listener from PEM files; with a client CA, clients (the relay) must
-/// present a certificate it signed (mTLS).
+/// TLS for a gRPC listener (a node's or the relay's); with a client CA, clients must present a
+/// certificate it signed (mTLS).
+pub fn server_tls_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    client_ca_pem: Option<&[u8]>,
+) -> ServerTlsConfig {
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
+    if let Some(ca) = client_ca_pem {
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
+    tls
+}
+
+/// [`server_tls_from_pem`] from PEM files.
 pub fn server_tls_from_files(
     cert: &std::path::Path,
     key: &std::path::Path,
@@ -553,11 +566,12 @@ pub fn server_tls_from_files(
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
     };
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
-    if let Some(ca) = client_ca {
-        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
-    }
-    Ok(tls)
+    let ca = client_ca.map(read).transpose()?;
+    Ok(server_tls_from_pem(
+        &read(cert)?,
+        &read(key)?,
+        ca.as_deref(),
+    ))
 }
 
 /// [`serve`], optionally over TLS.

@@ -77,19 +77,7 @@ impl NodeTls {
     }
 }
 
-/// TLS for the relay's own listener; with a client CA, clients must present a certificate
-/// signed by it (mTLS).
-pub fn server_tls_from_pem(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    client_ca_pem: Option<&[u8]>,
-) -> ServerTlsConfig {
-    let mut c = ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem));
-    if let Some(ca) = client_ca_pem {
-        c = c.client_ca_root(Certificate::from_pem(ca));
-    }
-    c
-}
+pub use periscope_flow_server::server::server_tls_from_pem;
 
 pub fn server_tls_from_files(
     cert: &Path,
