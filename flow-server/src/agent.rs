@@ -260,3 +260,66 @@ mod tests {
         );
     }
 }
+
+/// What a datapath agent needs besides the cluster.
+pub struct DatapathAgentConfig {
+    pub loader: LoaderConfig,
+    pub perf: PerfConfig,
+    pub server: crate::server::ServerConfig,
+    pub ring_capacity: usize,
+    pub metrics: Option<crate::metrics::MetricsConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("finding the node's addresses: {0}")]
+    NodeAddresses(#[from] periscope_datapath::cluster::ClusterError),
+    #[error("loading the eBPF datapath: {0}")]
+    Attach(#[from] AttachError),
+    #[error("opening the perf buffers: {0}")]
+    Perf(#[from] LoaderError),
+    #[error("starting the flow pipeline: {0}")]
+    Node(#[from] crate::node::NodeError),
+}
+
+/// A node agent on the local datapath: probes attached to every pod, the perf reader feeding
+/// the flow pipeline, and policy changes reported as agent events. Serving it is the caller's.
+pub struct DatapathAgent {
+    pub node: crate::node::Node,
+    pub datapath: AttachedDatapath,
+    _policy_events: tokio::task::JoinHandle<()>,
+}
+
+impl DatapathAgent {
+    /// Must be called inside a tokio runtime (the policy watcher is a task).
+    pub fn start(cluster: &Cluster, cfg: DatapathAgentConfig) -> Result<Self, AgentError> {
+        let node_ips = periscope_datapath::cluster::node_addresses()?;
+        let datapath = AttachedDatapath::attach(cluster, &node_ips, &cfg.loader)?;
+        let reader = datapath.perf_reader(&cfg.perf)?;
+        let node_cfg = crate::node::NodeConfig {
+            server: cfg.server,
+            ring_capacity: cfg.ring_capacity,
+            metadata: metadata_from_cluster(cluster, &node_ips),
+            metrics: cfg.metrics,
+        };
+        let node = crate::node::Node::start(node_cfg, Box::new(reader), vec![])?;
+        let policy_events = watch_policies(
+            node.server.clone(),
+            enforce::policies_dir(cluster),
+            std::time::Duration::from_secs(1),
+        );
+        Ok(Self {
+            node,
+            datapath,
+            _policy_events: policy_events,
+        })
+    }
+
+    /// Stops the perf reader, then detaches the probes.
+    pub fn stop(self) -> Result<(), periscope_probes::source::SourceError> {
+        self._policy_events.abort();
+        let result = self.node.stop();
+        drop(self.datapath);
+        result
+    }
+}

@@ -301,7 +301,7 @@ impl Enricher {
         }
     }
 
-    /// Called once per batch, not per record.
+    /// One atomic load when nothing changed; the snapshot is swapped only on a new generation.
     pub fn refresh(&mut self) {
         let g = self.metadata.generation();
         if g != self.generation {

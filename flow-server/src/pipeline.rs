@@ -144,7 +144,6 @@ impl EventSink for Pipeline {
     }
 
     fn flush(&mut self) {
-        self.enricher.refresh();
         self.writer.publish();
     }
 }

@@ -11,8 +11,7 @@ use ipnet::Ipv4Net;
 use periscope_datapath::cluster::{self, BuildOptions, Cluster, ClusterSpec, ServerMode};
 use periscope_datapath::loader::LoaderConfig;
 use periscope_datapath::perf::PerfConfig;
-use periscope_flow_server::agent::{AttachedDatapath, metadata_from_cluster};
-use periscope_flow_server::node::{Node, NodeConfig};
+use periscope_flow_server::agent::{DatapathAgent, DatapathAgentConfig};
 use periscope_flow_server::server::{ServerConfig, serve};
 use periscope_probes::probes::Aggregation;
 use periscope_proto::flow::{Flow, FlowFilter, TraceObservationPoint, Verdict, layer4::Protocol};
@@ -67,52 +66,51 @@ fn build_instance(tag: &str, octet: u8) -> (ClusterGuard, Cluster) {
     (guard, c)
 }
 
-/// A running agent: datapath attached, pipeline fed by the perf reader, gRPC on loopback.
+/// A running agent (the same assembly the agent binary and the demo use), gRPC on loopback.
 struct Agent {
-    node: Option<Node>,
-    datapath: AttachedDatapath,
+    agent: Option<DatapathAgent>,
     client: ObserverClient<tonic::transport::Channel>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Agent {
     async fn start(c: &Cluster, instance: &str, aggregation: Aggregation) -> Agent {
-        let node_ips = cluster::node_addresses().expect("node addresses");
-        let cfg = LoaderConfig {
-            instance: instance.into(),
-            aggregation,
-            ..Default::default()
-        };
-        let dp = AttachedDatapath::attach(c, &node_ips, &cfg).expect("load and attach probes");
-        let reader = dp.perf_reader(&PerfConfig::default()).expect("perf reader");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let node_cfg = NodeConfig {
+        let cfg = DatapathAgentConfig {
+            loader: LoaderConfig {
+                instance: instance.into(),
+                aggregation,
+                ..Default::default()
+            },
+            perf: PerfConfig::default(),
             server: ServerConfig {
                 node_name: "node-1".into(),
                 cluster_name: "default".into(),
                 advertise_address: addr.to_string(),
             },
             ring_capacity: 65_536,
-            metadata: metadata_from_cluster(c, &node_ips),
             metrics: None,
         };
-        let node = Node::start(node_cfg, Box::new(reader), vec![]).expect("node");
+        let agent = DatapathAgent::start(c, cfg).expect("start the datapath agent");
         let (tx, rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(serve(node.server.clone(), listener, async move {
+        tokio::spawn(serve(agent.node.server.clone(), listener, async move {
             let _ = rx.await;
         }));
         let client = ObserverClient::connect(format!("http://{addr}"))
             .await
             .expect("connect");
         Agent {
-            node: Some(node),
-            datapath: dp,
+            agent: Some(agent),
             client,
             shutdown: Some(tx),
         }
+    }
+
+    fn datapath(&mut self) -> &mut periscope_datapath::loader::Datapath {
+        &mut self.agent.as_mut().expect("running").datapath.datapath
     }
 
     async fn flows(&mut self, filter: FlowFilter) -> Vec<Flow> {
@@ -142,8 +140,8 @@ impl Drop for Agent {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(n) = self.node.take()
-            && let Err(e) = n.stop()
+        if let Some(a) = self.agent.take()
+            && let Err(e) = a.stop()
         {
             eprintln!("perf reader ended with error: {e}");
         }
@@ -386,8 +384,7 @@ async fn rule1_drops_become_flows() {
     repo.apply_text(rule1, "rule1-l3-l4.yaml")
         .expect("rule1 compiles");
     agent
-        .datapath
-        .datapath
+        .datapath()
         .apply_policy(repo.resolved())
         .expect("apply rule1");
 
@@ -457,8 +454,7 @@ async fn rule1_drops_become_flows() {
 
     repo.delete("rule1").expect("delete rule1");
     agent
-        .datapath
-        .datapath
+        .datapath()
         .apply_policy(repo.resolved())
         .expect("remove rule1");
     assert_eq!(

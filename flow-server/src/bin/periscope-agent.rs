@@ -179,7 +179,7 @@ async fn run_datapath(
     use periscope_datapath::cluster::{self, BuildOptions, Cluster, ClusterSpec};
     use periscope_datapath::loader::LoaderConfig;
     use periscope_datapath::perf::PerfConfig;
-    use periscope_flow_server::agent::{AttachedDatapath, metadata_from_cluster};
+    use periscope_flow_server::agent::{DatapathAgent, DatapathAgentConfig};
 
     let cluster = match Cluster::load(&args.prefix, &args.state_root)? {
         Some(c) => c,
@@ -194,36 +194,26 @@ async fn run_datapath(
             cluster::build(&spec, &opts).context("building the local cluster")?
         }
     };
-    let node_ips = cluster::node_addresses()?;
-    let loader = LoaderConfig {
-        instance: args.prefix.clone(),
-        aggregation: args.aggregation,
-        ..Default::default()
-    };
-    let datapath = AttachedDatapath::attach(&cluster, &node_ips, &loader)
-        .context("loading the eBPF datapath")?;
-    let reader = datapath
-        .perf_reader(&PerfConfig {
-            pages_per_cpu: args.perf_pages,
-            ..Default::default()
-        })
-        .context("opening the perf buffers")?;
-    let cfg = NodeConfig {
-        server,
-        ring_capacity: args.ring_capacity,
-        metadata: metadata_from_cluster(&cluster, &node_ips),
-        metrics,
-    };
-    let node = Node::start(cfg, Box::new(reader), vec![]).context("starting the flow pipeline")?;
-    let _policy_events = periscope_flow_server::agent::watch_policies(
-        node.server.clone(),
-        periscope_datapath::enforce::policies_dir(&cluster),
-        std::time::Duration::from_secs(1),
-    );
+    let agent = DatapathAgent::start(
+        &cluster,
+        DatapathAgentConfig {
+            loader: LoaderConfig {
+                instance: args.prefix.clone(),
+                aggregation: args.aggregation,
+                ..Default::default()
+            },
+            perf: PerfConfig {
+                pages_per_cpu: args.perf_pages,
+                ..Default::default()
+            },
+            server,
+            ring_capacity: args.ring_capacity,
+            metrics,
+        },
+    )?;
     tracing::info!(addr = %args.listen_address, pods = cluster.pods.len(), "datapath attached; serving Observer API");
-    serve_until_ctrl_c(args, &node, listener, metrics_listener).await?;
-    node.stop().context("perf reader")?;
-    drop(datapath);
+    serve_until_ctrl_c(args, &agent.node, listener, metrics_listener).await?;
+    agent.stop().context("perf reader")?;
     Ok(())
 }
 

@@ -10,9 +10,8 @@ use anyhow::{Context, Result, bail};
 use periscope_datapath::cluster::{self, BuildOptions, Cluster, ClusterSpec, ServerMode};
 use periscope_datapath::loader::LoaderConfig;
 use periscope_datapath::perf::PerfConfig;
-use periscope_flow_server::agent::{AttachedDatapath, metadata_from_cluster};
+use periscope_flow_server::agent::{DatapathAgent, DatapathAgentConfig};
 use periscope_flow_server::metrics::{DEFAULT_METRICS, MetricsConfig, serve_metrics};
-use periscope_flow_server::node::{Node, NodeConfig};
 use periscope_flow_server::server::{ServerConfig, serve};
 use periscope_relay::{Relay, RelayConfig, ServeOptions};
 use tokio::net::TcpListener;
@@ -103,28 +102,24 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     }
 
     say("Loading the eBPF datapath and starting the node agent and relay");
-    let node_ips = cluster::node_addresses()?;
-    let loader = LoaderConfig {
-        instance: args.prefix.clone(),
-        ..Default::default()
-    };
-    let datapath =
-        AttachedDatapath::attach(c, &node_ips, &loader).context("loading the datapath")?;
-    let reader = datapath.perf_reader(&PerfConfig::default())?;
-    let node = Node::start(
-        NodeConfig {
+    let agent = DatapathAgent::start(
+        c,
+        DatapathAgentConfig {
+            loader: LoaderConfig {
+                instance: args.prefix.clone(),
+                ..Default::default()
+            },
+            perf: PerfConfig::default(),
             server: ServerConfig {
                 node_name: NODE_NAME.into(),
                 cluster_name: c.spec.cluster_name.clone(),
                 advertise_address: agent_addr.to_string(),
             },
             ring_capacity: 65_536,
-            metadata: metadata_from_cluster(c, &node_ips),
             metrics: Some(MetricsConfig::from_hubble(DEFAULT_METRICS)?),
         },
-        Box::new(reader),
-        vec![],
     )?;
+    let node = &agent.node;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
@@ -137,11 +132,6 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     if let Some(m) = node.metrics.clone() {
         tokio::spawn(serve_metrics(metrics_listener, m, stopped(stop_rx.clone())));
     }
-    let _policy_events = periscope_flow_server::agent::watch_policies(
-        node.server.clone(),
-        periscope_datapath::enforce::policies_dir(c),
-        Duration::from_secs(1),
-    );
     let relay = Relay::start(RelayConfig {
         static_nodes: vec![agent_addr.to_string()],
         ..Default::default()
@@ -229,8 +219,7 @@ pub async fn run(args: &DemoArgs) -> Result<()> {
     relay.stop();
     let _ = agent_task.await;
     let _ = relay_task.await;
-    node.stop().context("perf reader")?;
-    drop(datapath);
+    agent.stop().context("perf reader")?;
     drop(guard);
     Ok(())
 }
