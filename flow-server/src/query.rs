@@ -57,10 +57,8 @@ impl FlowQuery {
         let head = ring.head();
         let oldest = ring.oldest();
         let end = if self.follow { u64::MAX } else { head };
-        if self.first
-            || (self.number == 0 && !self.follow)
-            || (self.number == 0 && self.since_ns.is_some())
-        {
+        // From the oldest flow: `--first`, or no count unless it is a plain follow.
+        if self.first || (self.number == 0 && (!self.follow || self.since_ns.is_some())) {
             return Cursor {
                 next: oldest,
                 end,
