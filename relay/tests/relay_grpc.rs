@@ -139,6 +139,25 @@ fn names(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// Waits (bounded) until every node serves `streams` GetFlows streams for the relay, so flows
+/// sent next are seen by a plain follow (which only reports flows newer than its start).
+async fn wait_for_node_streams(nodes: &[TestNode], streams: i64) {
+    for _ in 0..250 {
+        if nodes.iter().all(|n| {
+            n.server()
+                .grpc_clients
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= streams
+        }) {
+            // The stream's query task takes its starting point right after the count moves.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("nodes never got {streams} GetFlows stream(s) each from the relay");
+}
+
 /// Next message that satisfies `pred`, skipping others (bounded by `timeout`).
 async fn next_matching(
     stream: &mut Streaming<GetFlowsResponse>,
@@ -332,6 +351,7 @@ async fn follow_survives_a_node_kill_and_picks_the_node_up_again() {
         node_status(&first).map(|s| s.0),
         Some(NodeState::NodeConnected)
     );
+    wait_for_node_streams(&nodes, 1).await;
 
     let t = now_ns();
     for (i, n) in nodes.iter().enumerate() {
@@ -496,6 +516,7 @@ async fn a_client_that_never_reads_does_not_delay_another() {
         .expect("follow")
         .into_inner();
     let total = PER_NODE * nodes.len() as u64;
+    wait_for_node_streams(&nodes, 2).await;
     let reader = tokio::spawn(async move {
         let mut latencies = Vec::new();
         let mut lost = 0;
